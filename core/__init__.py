@@ -1,0 +1,1 @@
+"""Core: models, inversion, hookspecs, plugin manager and CLI."""

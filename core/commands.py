@@ -1,0 +1,205 @@
+"""``idinvert invert``, ``render`` and ``sample``: thin CLI wrappers around the library."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from idinvert.core.codes import load_codes, save_codes
+from idinvert.core.images import load_for_model, save_png, to_tensor, to_uint8
+from idinvert.core.inversion import InversionSettings, StepInfo, invert, synthesize
+from idinvert.core.outputs import staged_output
+
+model_option = click.option(
+    "--model", "-m", "model_ref", default=None, metavar="REF",
+    help="Built-in name, model directory, or Hub repo id owner/name[@revision]. "
+    "Default: the bundled model.",
+)
+device_option = click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."
+)
+out_option = click.option(
+    "--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory (created; nothing is written there if the command fails).",
+)
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    """File stems, disambiguated with a counter when two inputs share a stem."""
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        n = seen.get(p.stem, 0)
+        seen[p.stem] = n + 1
+        stems.append(p.stem if n == 0 else f"{p.stem}_{n}")
+    return stems
+
+
+def _load_model(model_ref: str | None, device: str):
+    from idinvert.core.api import load_model
+
+    return load_model(model_ref, device)
+
+
+def _lpips_metric(device: torch.device):
+    """The LPIPS metric if a real VGG backbone is available, else ``None``."""
+    try:
+        from idinvert.hub.lpips_weights import load_lpips
+    except ImportError:
+        return None
+    return load_lpips(device)
+
+
+@click.command("invert")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@model_option
+@out_option
+@click.option("--steps", default=100, show_default=True, type=click.IntRange(0, 100000),
+              help="Optimization steps; 0 = encoder only.")
+@click.option("--lr", default=0.01, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Adam learning rate.")
+@click.option("--pixel-weight", default=1.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--perceptual-weight", default=5e-5, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the VGG feature loss (0 disables it).")
+@click.option("--domain-weight", default=2.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the encoder-consistency (in-domain) regularizer.")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1, 1024),
+              help="Images optimized together.")
+@device_option
+@click.option("--seed", default=0, show_default=True, type=int)
+def invert_command(
+    images: tuple[Path, ...], model_ref: str | None, out_dir: Path, steps: int, lr: float,
+    pixel_weight: float, perceptual_weight: float, domain_weight: float, batch_size: int,
+    device: str, seed: int,
+) -> None:
+    """Invert IMAGES into W+ codes (domain-guided encoder + in-domain optimization).
+
+    Writes OUT/codes.npy (float32 [N, L, D], inputs in the given order), OUT/<stem>_enc.png
+    (encoder reconstruction), OUT/<stem>_inv.png (final reconstruction) and OUT/summary.json.
+    """
+    from tqdm.auto import tqdm
+
+    paths = list(images)
+    bundle = _load_model(model_ref, device)
+    r = bundle.resolution
+    arrays = [load_for_model(p, r) for p in paths]  # validates every file before any work
+    settings = InversionSettings(steps, lr, pixel_weight, perceptual_weight, domain_weight)
+    if perceptual_weight > 0 and bundle.perceptual is None:
+        raise click.UsageError(
+            "this model has no perceptual network; pass --perceptual-weight 0 or convert it "
+            "with --perceptual vgg16.pth"
+        )
+    targets = to_tensor(arrays)
+    bar = tqdm(total=steps * len(paths), desc="inverting", unit="step", disable=steps == 0)
+
+    def on_step(info: StepInfo) -> None:
+        bar.update(len(info.losses["total"]))
+        bar.set_postfix(loss=f"{float(np.mean(info.losses['total'])):.4f}")
+
+    result = invert(bundle, targets, settings, batch_size=batch_size, callback=on_step, seed=seed)
+    bar.close()
+    enc_images = synthesize(bundle, result.init_codes)
+    inv_images = synthesize(bundle, result.codes)
+    lpips_metric = _lpips_metric(bundle.device)
+    stems = _unique_stems(paths)
+    per_image = []
+    with staged_output(out_dir) as stage:
+        save_codes(result.codes.numpy(), stage / "codes.npy")
+        enc_u8, inv_u8 = to_uint8(enc_images), to_uint8(inv_images)
+        for i, (path, stem) in enumerate(zip(paths, stems)):
+            save_png(enc_u8[i], stage / f"{stem}_enc.png")
+            save_png(inv_u8[i], stage / f"{stem}_inv.png")
+            entry = {
+                "index": i,
+                "input": str(path),
+                "encoder_png": f"{stem}_enc.png",
+                "inversion_png": f"{stem}_inv.png",
+                "mse_encoder": float((enc_images[i] - targets[i]).square().mean()),
+                "mse": float((inv_images[i] - targets[i]).square().mean()),
+                "final_losses": {k: float(v[-1, i]) for k, v in result.history.items()} if steps else {},
+            }
+            if lpips_metric is not None:
+                entry["lpips"] = float(lpips_metric(inv_images[i : i + 1], targets[i : i + 1]))
+                entry["lpips_encoder"] = float(lpips_metric(enc_images[i : i + 1], targets[i : i + 1]))
+            per_image.append(entry)
+        summary = {
+            "model": str(bundle.path) if bundle.path else model_ref,
+            "settings": settings.__dict__,
+            "device": str(bundle.device),
+            "batch_size": batch_size,
+            "seconds": result.seconds,
+            "seconds_per_image": result.seconds / len(paths),
+            "lpips_available": lpips_metric is not None,
+            "images": per_image,
+            "loss_history": {k: v.tolist() for k, v in result.history.items()},
+        }
+        (stage / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    click.echo(
+        f"inverted {len(paths)} image(s) in {result.seconds:.1f}s: mean MSE "
+        f"{np.mean([e['mse'] for e in per_image]):.4f} -> {out_dir}"
+    )
+
+
+@click.command("render")
+@model_option
+@click.option("--codes", "codes_path", required=True, type=click.Path(path_type=Path),
+              help="codes.npy: [N, L, D] or [N, S, L, D] float32.")
+@out_option
+@device_option
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
+def render_command(model_ref: str | None, codes_path: Path, out_dir: Path, device: str, batch_size: int) -> None:
+    """Render W+ codes to PNGs (one per code, names sorted in code order)."""
+    from tqdm.auto import tqdm
+
+    bundle = _load_model(model_ref, device)
+    codes = load_codes(codes_path, bundle.code_shape, allow_sequences=True)
+    flat = codes.reshape(-1, *bundle.code_shape)
+    width = max(len(str(len(flat) - 1)), 6)
+    with staged_output(out_dir) as stage:
+        for lo in tqdm(range(0, len(flat), batch_size), desc="rendering", unit="batch"):
+            imgs = to_uint8(synthesize(bundle, torch.from_numpy(flat[lo : lo + batch_size])))
+            for j, img in enumerate(imgs):
+                k = lo + j
+                name = f"{k:0{width}d}.png"
+                if codes.ndim == 4:
+                    n, s = divmod(k, codes.shape[1])
+                    name = f"{n:0{width}d}_{s:03d}.png"
+                save_png(img, stage / name)
+    click.echo(f"rendered {len(flat)} image(s) -> {out_dir}")
+
+
+@click.command("sample")
+@model_option
+@click.option("--n", "num", required=True, type=click.IntRange(1, 100000), help="Number of images.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--truncation", default=None, type=click.FloatRange(0, 2),
+              help="Truncation psi (default: the model's; 1 disables).")
+@out_option
+@device_option
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
+def sample_command(
+    model_ref: str | None, num: int, seed: int, truncation: float | None, out_dir: Path,
+    device: str, batch_size: int,
+) -> None:
+    """Random images from z ~ N(0, I): writes PNGs and codes.npy (their W+ codes)."""
+    from tqdm.auto import tqdm
+
+    bundle = _load_model(model_ref, device)
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(num, bundle.config.generator.z_dim, generator=g)
+    codes = []
+    start = time.perf_counter()
+    with staged_output(out_dir) as stage:
+        for lo in tqdm(range(0, num, batch_size), desc="sampling", unit="batch"):
+            with torch.no_grad():
+                wp = bundle.generator.z_to_wp(z[lo : lo + batch_size].to(bundle.device), truncation)
+            codes.append(wp.float().cpu())
+            for j, img in enumerate(to_uint8(synthesize(bundle, wp))):
+                save_png(img, stage / f"{lo + j:06d}.png")
+        save_codes(torch.cat(codes).numpy(), stage / "codes.npy")
+    click.echo(f"sampled {num} image(s) in {time.perf_counter() - start:.1f}s -> {out_dir}")

@@ -1,0 +1,1 @@
+"""Network definitions: generator, encoder, perceptual net."""

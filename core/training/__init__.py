@@ -1,0 +1,1 @@
+"""Training utilities for idinvert: synthetic data, training loops and helpers."""

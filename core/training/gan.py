@@ -1,0 +1,1032 @@
+"""StyleGAN training on CPU for idinvert's own generator (library code, no ``__main__``).
+
+The trained network is :class:`idinvert.core.models.generator.Generator` unchanged (per-layer W+
+mapping, AdaIN synthesis, tanh output); the discriminator is
+:class:`idinvert.core.training.discriminator.Discriminator`.
+
+Recipe (StyleGAN / StyleGAN2-ADA defaults, scaled down):
+
+* non-saturating logistic loss; lazy R1 on reals every ``r1_interval`` steps as a separate
+  optimizer step on the same Adam (lr and betas adjusted by ``c = k / (k + 1)``);
+* Adam lr 0.002, β = (0, 0.99), ε = 1e-8 for G and D; mapping layers train at ``lr × 0.01``
+  through the generator's ``mapping_lr_mul`` (weights stored ×100, see
+  :func:`init_generator_weights`);
+* style mixing: with probability ``style_mixing_prob`` a sample takes layers ``≥ cutoff`` (cutoff
+  uniform in 1..L−1) from the mapping output of a second z;
+* per-pixel noise is random during training (``randomize_noise=True``);
+* generator EMA with a half-life of ``ema_kimg`` thousand images, ramped up over the first
+  images (``ema_rampup``), copied buffers;
+* ``truncation.w_avg``: EMA (β = ``w_avg_beta`` per step) of the batch mean of the mapping
+  output. Our truncation buffer is a single ``[D]`` vector broadcast to all L layers while the
+  mapping predicts a different code per layer, so the mean is taken over samples **and
+  layers** (official TF StyleGAN tracked layer 0 only);
+* one generator forward per step: the same fakes feed the D step (detached) and then the G step
+  (through the updated D, whose weights are frozen for that pass).
+
+Data: an endless stream of procedural faces from ``iter_faces(seed, start, count, resolution)``
+(``data = "module:function"``). Image ``i`` of the global stream is rendered from
+``(seed, i)``; step ``s`` consumes images ``[nimg, nimg + batch)`` and rank ``r`` of ``W`` takes
+the ``r``-th slice, so ranks see disjoint faces and a resumed run sees exactly the images the
+uninterrupted run would have seen. Rendering runs in ``num_workers`` DataLoader processes
+(0 = in-process).
+
+Distributed: launch under ``torchrun --nproc_per_node=N`` (gloo, CPU). Gradients are averaged
+with one flat ``all_reduce`` per optimizer step (no DDP wrapper, which does not support the R1
+double-backward); rank 0 writes checkpoints, logs and samples.
+
+Run directory::
+
+    config.json          GanTrainConfig of the run
+    checkpoint.pt        G, G_ema, D, optimizers, step, nimg, RNG states (atomic writes)
+    log.jsonl            one JSON object per log interval
+    samples/reals.png    a grid of training images
+    samples/grid_XXXXXX.png   EMA generator on fixed z after step XXXXXX (ψ = 1)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from idinvert.core.models.generator import (
+    ConstBlock,
+    ConvBlock,
+    Epilogue,
+    Generator,
+    GeneratorConfig,
+    NoiseInput,
+    ToRGB,
+)
+from idinvert.core.models.layers import DenseBlock
+from idinvert.core.training.discriminator import (
+    Discriminator,
+    DiscriminatorConfig,
+    EqualConv2d,
+)
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+DEFAULT_DATA = "idinvert.core.training.faces:iter_faces"
+CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.json"
+LOG_FILE = "log.jsonl"
+SAMPLES_DIR = "samples"
+CHECKPOINT_FORMAT = "idinvert-gan-checkpoint"
+CHECKPOINT_VERSION = 1
+
+FaceSource = Callable[..., Iterator[tuple[np.ndarray, dict]]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class GanTrainConfig:
+    """Everything that defines a GAN training run (stored in ``config.json`` and checkpoints).
+
+    Architecture:
+        resolution: image side R (power of two ≥ 8).
+        z_dim, w_dim: latent and per-layer code dimensions.
+        mapping_layers, mapping_hidden_dim: depth and hidden width of the mapping MLP.
+        fmaps_base, fmaps_max: generator channels ``min(fmaps_base // r, fmaps_max)``.
+        d_fmaps_base, d_fmaps_max: the same for D (``None`` = as G).
+        mbstd_group: D minibatch-stddev group size.
+        truncation_psi: ψ stored in the exported generator's config (training never truncates).
+        truncation_layers: truncated leading layers stored in the generator config; ``None``
+            = the layers up to 32 px (8, as the official 256-px models), capped at L.
+
+    Optimisation:
+        batch_size: global batch (split over ranks).
+        lr, beta1, beta2: Adam for G and D.
+        r1_gamma, r1_interval: lazy R1 weight γ and interval k.
+        ema_kimg: half-life of the generator EMA in thousands of images.
+        ema_rampup: EMA half-life ≤ ``ema_rampup × images seen`` (``None`` = off).
+        w_avg_beta: per-step EMA factor of ``truncation.w_avg``.
+        style_mixing_prob: probability that a sample mixes two z's.
+        mirror: flip half of the training images horizontally.
+        channels_last: run convolutions in NHWC memory format.
+
+    Data:
+        data: ``"module:function"`` of an ``iter_faces``-compatible renderer.
+        seed: seed of initialisation, latent sampling and the data stream.
+
+    Runtime (may change when resuming):
+        total_kimg: train until this many thousand images (global).
+        threads: torch intra-op threads per process.
+        num_workers: rendering processes per rank (0 = render in the training process).
+        checkpoint_minutes: write ``checkpoint.pt`` at least this often (also at the end).
+        sample_every: write a sample grid every this many steps.
+        log_every: write a ``log.jsonl`` line every this many steps.
+        grid_size: the sample grid is ``grid_size × grid_size`` images.
+        progress: show a tqdm bar (rank 0).
+    """
+
+    resolution: int = 64
+    z_dim: int = 128
+    w_dim: int = 128
+    mapping_layers: int = 4
+    mapping_hidden_dim: int = 256
+    fmaps_base: int = 2048
+    fmaps_max: int = 256
+    d_fmaps_base: int | None = None
+    d_fmaps_max: int | None = None
+    mbstd_group: int = 4
+    truncation_psi: float = 0.7
+    truncation_layers: int | None = None
+
+    batch_size: int = 32
+    lr: float = 0.002
+    beta1: float = 0.0
+    beta2: float = 0.99
+    r1_gamma: float = 0.5
+    r1_interval: int = 16
+    ema_kimg: float = 10.0
+    ema_rampup: float | None = 0.05
+    w_avg_beta: float = 0.995
+    style_mixing_prob: float = 0.9
+    mirror: bool = False
+    channels_last: bool = True
+
+    data: str = DEFAULT_DATA
+    seed: int = 0
+
+    total_kimg: float = 400.0
+    threads: int = 2
+    num_workers: int = 1
+    checkpoint_minutes: float = 10.0
+    sample_every: int = 250
+    log_every: int = 10
+    grid_size: int = 8
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "r1_interval", "threads", "sample_every", "log_every",
+                    "grid_size", "mbstd_group", "z_dim", "w_dim", "mapping_layers")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if not 0.0 <= self.style_mixing_prob <= 1.0:
+            raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob}")
+        if self.r1_gamma < 0 or self.total_kimg < 0 or self.ema_kimg < 0:
+            raise ValueError("r1_gamma, total_kimg and ema_kimg must be >= 0")
+        if ":" not in self.data:
+            raise ValueError(f"data must be 'module:function', got {self.data!r}")
+        self.generator_config()  # validates resolution and widths
+        self.discriminator_config()
+
+    # Fields that may differ between a checkpoint and the resuming command.
+    RUNTIME_FIELDS = frozenset(
+        {"total_kimg", "threads", "num_workers", "checkpoint_minutes", "sample_every",
+         "log_every", "grid_size", "progress"}
+    )
+
+    def generator_config(self) -> GeneratorConfig:
+        """The :class:`GeneratorConfig` of the trained (and exported) generator."""
+        num_layers = 2 * (int(math.log2(self.resolution)) - 1) if self.resolution > 0 else 0
+        layers = self.truncation_layers
+        if layers is None:
+            layers = min(8, num_layers)
+        return GeneratorConfig(
+            resolution=self.resolution,
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            mapping_layers=self.mapping_layers,
+            mapping_hidden_dim=self.mapping_hidden_dim,
+            fmaps_base=self.fmaps_base,
+            fmaps_max=self.fmaps_max,
+            truncation_psi=self.truncation_psi,
+            truncation_layers=layers,
+            randomize_noise=False,
+        )
+
+    def discriminator_config(self) -> DiscriminatorConfig:
+        """The :class:`DiscriminatorConfig` of the trained discriminator."""
+        return DiscriminatorConfig(
+            resolution=self.resolution,
+            fmaps_base=self.fmaps_base if self.d_fmaps_base is None else self.d_fmaps_base,
+            fmaps_max=self.fmaps_max if self.d_fmaps_max is None else self.d_fmaps_max,
+            mbstd_group=self.mbstd_group,
+        )
+
+    def total_steps(self) -> int:
+        """Number of optimisation steps for ``total_kimg`` at the global batch size."""
+        return math.ceil(round(self.total_kimg * 1000) / self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain (JSON / ``weights_only``-safe) dict of the fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GanTrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown GanTrainConfig fields {unknown} (newer idinvert?)")
+        return cls(**data)
+
+    def incompatible_with(self, other: GanTrainConfig) -> list[str]:
+        """Fields (outside :attr:`RUNTIME_FIELDS`) whose values differ from ``other``."""
+        return [
+            f"{f.name}: {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name not in self.RUNTIME_FIELDS and getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+
+
+@torch.no_grad()
+def init_generator_weights(G: Generator, generator: torch.Generator | None = None) -> Generator:
+    """Initialise ``G`` in place for training under the equalized-learning-rate convention.
+
+    Stored weights are unscaled (the run-time factor is ``gain / sqrt(fan_in) * lr_mul``), so:
+    conv and ToRGB weights ~N(0, 1); dense ``fc.weight`` ~N(0, (1/lr_mul)²) — i.e. N(0, 1) for
+    the style modulation, N(0, 100²) for the mapping with ``lr_mul = 0.01`` — with zero biases;
+    noise weights 0; epilogue and ToRGB biases 0; the constant input 1; ``w_avg`` 0; the fixed
+    noise buffers are redrawn ~N(0, 1).
+
+    Args:
+        G: the generator (any configuration).
+        generator: optional RNG for reproducible draws (else the global RNG).
+
+    Returns:
+        ``G``.
+    """
+
+    def normal_(t: torch.Tensor, std: float = 1.0) -> None:
+        t.copy_(torch.randn(t.shape, generator=generator) * std)
+
+    for m in G.modules():
+        if isinstance(m, DenseBlock):
+            normal_(m.fc.weight, 1.0 / m.wscale.lr_mul)
+            m.wscale.bias.zero_()
+        elif isinstance(m, ConvBlock):
+            normal_(m.conv.weight)
+        elif isinstance(m, ToRGB):
+            normal_(m.conv.weight)
+            m.bias.zero_()
+        elif isinstance(m, NoiseInput):
+            m.weight.zero_()
+            normal_(m.noise)
+        elif isinstance(m, Epilogue):
+            m.bias.zero_()
+        elif isinstance(m, ConstBlock):
+            m.const.fill_(1.0)
+    G.truncation.w_avg.zero_()
+    return G
+
+
+def build_networks(cfg: GanTrainConfig) -> tuple[Generator, Generator, Discriminator]:
+    """Fresh ``(G, G_ema, D)`` initialised from ``cfg.seed`` (identical on every rank)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    G = init_generator_weights(Generator(cfg.generator_config()), gen)
+    D = init_discriminator_weights(Discriminator(cfg.discriminator_config()), gen)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    return G, G_ema, D
+
+
+@torch.no_grad()
+def init_discriminator_weights(
+    D: Discriminator, generator: torch.Generator | None = None
+) -> Discriminator:
+    """Redraw ``D``'s weights (~N(0, 1), dense ~N(0, (1/lr_mul)²)) and zero its biases."""
+    for m in D.modules():
+        if isinstance(m, EqualConv2d):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=generator))
+            if m.bias is not None:
+                m.bias.zero_()
+        elif isinstance(m, DenseBlock):
+            std = 1.0 / m.wscale.lr_mul
+            m.fc.weight.copy_(torch.randn(m.fc.weight.shape, generator=generator) * std)
+            m.wscale.bias.zero_()
+    return D
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of parameter elements."""
+    return sum(p.numel() for p in net.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses and per-step pieces
+
+
+def style_mix(
+    w1: torch.Tensor, w2: torch.Tensor, prob: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Swap trailing W+ layers between two sets of codes.
+
+    Each sample mixes with probability ``prob``: layers ``l >= cutoff`` come from ``w2`` with
+    ``cutoff`` uniform in ``1..L-1``; non-mixing samples get ``cutoff = L`` (all from ``w1``).
+
+    Args:
+        w1, w2: ``[B, L, D]`` codes (e.g. ``mapping(z1)``, ``mapping(z2)`` reshaped).
+        prob: mixing probability.
+        generator: optional RNG (else the global RNG).
+
+    Returns:
+        ``(wp [B, L, D], cutoff [B] long)``.
+    """
+    b, n_layers, _ = w1.shape
+    cutoff = torch.randint(1, max(n_layers, 2), (b,), generator=generator)
+    mixing = torch.rand(b, generator=generator) < prob
+    cutoff = torch.where(mixing, cutoff, torch.full_like(cutoff, n_layers))
+    take_second = torch.arange(n_layers)[None, :] >= cutoff[:, None]  # [B, L]
+    wp = torch.where(take_second[:, :, None].to(w1.device), w2, w1)
+    return wp, cutoff
+
+
+def sample_wp(
+    G: Generator, batch: int, mixing_prob: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw z's, map them and style-mix: ``(wp [B, L, D], w1_mean [D])``.
+
+    ``w1_mean`` is the mean of the unmixed first mapping output over samples and layers (the
+    statistic tracked by ``truncation.w_avg``), detached.
+    """
+    cfg = G.config
+    z1 = torch.randn(batch, cfg.z_dim)
+    w1 = G.mapping(z1).view(batch, cfg.num_layers, cfg.w_dim)
+    w_mean = w1.detach().mean(dim=(0, 1))
+    if mixing_prob > 0:
+        z2 = torch.randn(batch, cfg.z_dim)
+        w2 = G.mapping(z2).view(batch, cfg.num_layers, cfg.w_dim)
+        wp, _ = style_mix(w1, w2, mixing_prob)
+    else:
+        wp = w1
+    return wp, w_mean
+
+
+def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """``mean(softplus(D(fake))) + mean(softplus(−D(real)))`` (scalar)."""
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """``mean(softplus(−D(G(z))))`` (scalar)."""
+    return F.softplus(-fake_logits).mean()
+
+
+def r1_penalty(D: nn.Module, reals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample ``‖∇ₓ D(x)‖²`` on reals ``[B, C, R, R]`` → ``(penalty [B], logits [B])``.
+
+    The graph is kept (``create_graph=True``) so the penalty can be back-propagated into D.
+    """
+    reals = reals.detach().requires_grad_(True)
+    logits = D(reals)
+    (grad,) = torch.autograd.grad(logits.sum(), reals, create_graph=True)
+    return grad.square().sum(dim=(1, 2, 3)), logits
+
+
+def ema_beta(cfg: GanTrainConfig, nimg: int) -> float:
+    """EMA factor of one step at ``nimg`` images seen (0 at the start when ramping up)."""
+    ema_nimg = cfg.ema_kimg * 1000
+    if cfg.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, nimg * cfg.ema_rampup)
+    return 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
+    """``p_ema ← beta · p_ema + (1 − beta) · p``; buffers are copied."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+        p_ema.copy_(p.lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+@torch.no_grad()
+def update_w_avg(G: Generator, w_mean: torch.Tensor, beta: float) -> None:
+    """``w_avg ← beta · w_avg + (1 − beta) · w_mean`` (``w_mean [D]``)."""
+    w_avg = G.truncation.w_avg
+    w_avg.copy_(w_mean.lerp(w_avg, beta))
+
+
+def make_optimizers(
+    cfg: GanTrainConfig, G: nn.Module, D: nn.Module
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G and D; D's lr and betas are adjusted for lazy R1 (``c = k / (k + 1)``)."""
+    c = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    opt_D = torch.optim.Adam(
+        D.parameters(), lr=cfg.lr * c, betas=(cfg.beta1**c, cfg.beta2**c), eps=1e-8
+    )
+    return opt_G, opt_D
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed helpers
+
+
+@dataclass
+class DistContext:
+    """Rank/world of this process; ``owns_group`` when :meth:`from_env` created the group."""
+
+    rank: int = 0
+    world: int = 1
+    owns_group: bool = False
+
+    @classmethod
+    def from_env(cls) -> DistContext:
+        """Join the gloo group of a ``torchrun`` launch (``WORLD_SIZE > 1``), else single."""
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size(), False)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1:
+            dist.init_process_group("gloo")
+            return cls(dist.get_rank(), dist.get_world_size(), True)
+        return cls()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def all_reduce_mean_(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(t)
+            t /= self.world
+        return t
+
+    def all_reduce_max_(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t
+
+    def average_grads(self, params: list[torch.Tensor]) -> None:
+        """Average ``.grad`` of ``params`` over ranks with one flat all-reduce."""
+        if self.world == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self.all_reduce_mean_(flat)
+        offset = 0
+        for p, g in zip(params, grads, strict=True):
+            n = g.numel()
+            if p.grad is None:
+                p.grad = torch.empty_like(p)
+            p.grad.copy_(flat[offset : offset + n].view(g.shape))
+            offset += n
+
+    def broadcast_(self, tensors: list[torch.Tensor]) -> None:
+        if self.world > 1:
+            for t in tensors:
+                dist.broadcast(t.data, src=0)
+
+    def gather_rng_states(self) -> torch.Tensor:
+        """Global torch RNG states of all ranks, ``[W, n] uint8``."""
+        state = torch.get_rng_state()
+        if self.world == 1:
+            return state[None].clone()
+        out = [torch.empty_like(state) for _ in range(self.world)]
+        dist.all_gather(out, state)
+        return torch.stack(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def resolve_data_fn(spec: str) -> FaceSource:
+    """Import ``"package.module:function"`` (an ``iter_faces``-compatible renderer)."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RuntimeError(f"cannot import the face renderer {module_name!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise RuntimeError(f"{module_name} has no function {attr!r}") from None
+
+
+class FaceBatches(IterableDataset):
+    """Endless (or ``num_steps``-long) stream of uint8 batches ``[B, R, R, 3]`` for one rank.
+
+    Step ``k`` (counted from this stream's start) holds global images
+    ``first_image + k·B·W + r·B + [0, B)`` for rank ``r`` of ``W`` with per-rank batch ``B``.
+    DataLoader workers take every ``num_workers``-th step; the loader's round-robin order keeps
+    the steps in sequence. Mirroring, when enabled, is seeded by the image index.
+    """
+
+    def __init__(
+        self,
+        data: str,
+        seed: int,
+        resolution: int,
+        per_rank_batch: int,
+        first_image: int,
+        rank: int = 0,
+        world: int = 1,
+        num_steps: int | None = None,
+        mirror: bool = False,
+    ) -> None:
+        super().__init__()
+        self.data, self.seed, self.resolution = data, seed, resolution
+        self.batch, self.first_image = per_rank_batch, first_image
+        self.rank, self.world = rank, world
+        self.num_steps, self.mirror = num_steps, mirror
+
+    def start_index(self, k: int) -> int:
+        """Global index of the first image of step ``k`` for this rank."""
+        return self.first_image + (k * self.world + self.rank) * self.batch
+
+    def render(self, k: int, fn: FaceSource | None = None) -> torch.Tensor:
+        """The batch of step ``k``: uint8 ``[B, R, R, 3]``."""
+        fn = fn or resolve_data_fn(self.data)
+        start = self.start_index(k)
+        images = [img for img, _ in fn(self.seed, start, self.batch, self.resolution)]
+        batch = np.stack(images)
+        if batch.shape != (self.batch, self.resolution, self.resolution, 3):
+            raise ValueError(f"renderer returned images of shape {batch.shape[1:]}, expected "
+                             f"({self.resolution}, {self.resolution}, 3)")
+        if self.mirror:
+            flip = np.random.default_rng([self.seed, start, 7]).random(self.batch) < 0.5
+            batch[flip] = batch[flip, :, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(batch))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        fn = resolve_data_fn(self.data)
+        k = worker
+        while self.num_steps is None or k < self.num_steps:
+            yield self.render(k, fn)
+            k += num_workers
+
+
+def uint8_to_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` → float ``[B, 3, H, W]`` in [−1, 1] (NHWC memory, a free view)."""
+    return batch.permute(0, 3, 1, 2).float().mul_(2.0 / 255.0).sub_(1.0)
+
+
+def make_loader(dataset: FaceBatches, num_workers: int) -> DataLoader:
+    """A DataLoader over pre-batched items that never touches the global RNG."""
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        prefetch_factor=4 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+
+def images_to_grid(images: torch.Tensor, cols: int) -> np.ndarray:
+    """``[N, 3, H, W]`` in [−1, 1] → uint8 grid ``[rows·H, cols·W, 3]`` (row-major)."""
+    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).cpu()
+    n, c, h, w = x.shape
+    rows = math.ceil(n / cols)
+    pad = rows * cols - n
+    if pad:
+        x = torch.cat([x, torch.zeros(pad, c, h, w, dtype=torch.uint8)])
+    grid = x.view(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+    return grid.numpy()
+
+
+def save_image(array: np.ndarray, path: Path) -> None:
+    """Write a uint8 ``[H, W, 3]`` array as PNG."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def grid_latents(cfg: GanTrainConfig) -> torch.Tensor:
+    """The fixed z's of the sample grids, ``[grid_size², z_dim]`` (from ``cfg.seed``)."""
+    gen = torch.Generator().manual_seed(cfg.seed + 123_457)
+    return torch.randn(cfg.grid_size**2, cfg.z_dim, generator=gen)
+
+
+@torch.no_grad()
+def render_samples(
+    G: Generator, z: torch.Tensor, chunk: int = 32, psi: float = 1.0
+) -> torch.Tensor:
+    """``z [N, z_dim]`` → images ``[N, 3, R, R]`` with fixed noise and truncation ``psi``."""
+    out = [
+        G.synthesis(G.z_to_wp(zc, psi=psi), randomize_noise=False) for zc in z.split(chunk)
+    ]
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` to a temp file beside ``path``, then ``os.replace`` (atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`train_gan` (``weights_only=True``, CPU)."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an idinvert GAN checkpoint")
+    if int(ckpt.get("version", 0)) > CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {ckpt['version']} is newer than supported")
+    return ckpt
+
+
+def load_run_config(run_dir: str | Path) -> GanTrainConfig | None:
+    """The config of an existing run (from ``checkpoint.pt``), or ``None`` if there is none."""
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    return GanTrainConfig.from_dict(load_checkpoint(path)["config"])
+
+
+def export_generator(run_dir: str | Path, ema: bool = True) -> Generator:
+    """The trained generator of a run (EMA weights by default), eval mode, CPU, float32.
+
+    ``truncation.w_avg`` holds the tracked mean code; the config carries ``truncation_psi`` and
+    ``truncation_layers`` from the training config. The result loads into/out of a model
+    directory with :func:`idinvert.core.modeldir.save_model_dir`.
+    """
+    ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_FILE)
+    cfg = GanTrainConfig.from_dict(ckpt["config"])
+    G = Generator(cfg.generator_config())
+    state = {k: v.contiguous() for k, v in ckpt["G_ema" if ema else "G"].items()}
+    G.load_state_dict(state)
+    return G.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class TrainState:
+    """Mutable state of a run (what a checkpoint restores)."""
+
+    G: Generator
+    G_ema: Generator
+    D: Discriminator
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    step: int = 0
+    nimg: int = 0
+    elapsed_sec: float = 0.0
+
+
+def train_step(
+    state: TrainState, reals: torch.Tensor, cfg: GanTrainConfig, ctx: DistContext
+) -> dict[str, float]:
+    """One D update (+ lazy R1 update) and one G update on this rank's ``reals``.
+
+    Args:
+        state: networks and optimizers (``step``/``nimg`` are not advanced here).
+        reals: ``[B, 3, R, R]`` in [−1, 1].
+        cfg: the run config.
+        ctx: distributed context (gradients are averaged over ranks).
+
+    Returns:
+        Local statistics (floats): ``loss_D``, ``loss_G``, ``d_real``, ``d_fake`` and, on R1
+        steps, ``r1`` (mean squared gradient norm before γ/2).
+    """
+    G, D = state.G, state.D
+    batch = reals.shape[0]
+    wp, w_mean = sample_wp(G, batch, cfg.style_mixing_prob)
+    fakes = G.synthesis(wp, randomize_noise=True)
+
+    # D: logistic loss on reals and (detached) fakes.
+    D.requires_grad_(True)
+    fake_logits = D(fakes.detach())
+    real_logits = D(reals)
+    loss_D = d_logistic_loss(real_logits, fake_logits)
+    state.opt_D.zero_grad(set_to_none=True)
+    loss_D.backward()
+    d_params = list(D.parameters())
+    ctx.average_grads(d_params)
+    state.opt_D.step()
+    stats = {
+        "loss_D": loss_D.item(),
+        "d_real": real_logits.detach().mean().item(),
+        "d_fake": fake_logits.detach().mean().item(),
+    }
+
+    # Lazy R1: a separate optimizer step every r1_interval steps, weighted by the interval.
+    if cfg.r1_gamma > 0 and state.step % cfg.r1_interval == 0:
+        penalty, logits = r1_penalty(D, reals)
+        loss_r1 = (penalty * (cfg.r1_gamma / 2) + logits * 0).mean() * cfg.r1_interval
+        state.opt_D.zero_grad(set_to_none=True)
+        loss_r1.backward()
+        ctx.average_grads(d_params)
+        state.opt_D.step()
+        stats["r1"] = penalty.detach().mean().item()
+
+    # G: non-saturating loss through the updated, frozen D.
+    D.requires_grad_(False)
+    loss_G = g_nonsaturating_loss(D(fakes))
+    state.opt_G.zero_grad(set_to_none=True)
+    loss_G.backward()
+    ctx.average_grads(list(G.parameters()))
+    state.opt_G.step()
+    D.requires_grad_(True)
+    stats["loss_G"] = loss_G.item()
+
+    update_w_avg(G, ctx.all_reduce_mean_(w_mean), cfg.w_avg_beta)
+    return stats
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between steps (a second SIGINT aborts)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _checkpoint_payload(state: TrainState, cfg: GanTrainConfig, rng: torch.Tensor) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": cfg.to_dict(),
+        "G": state.G.state_dict(),
+        "G_ema": state.G_ema.state_dict(),
+        "D": state.D.state_dict(),
+        "opt_G": state.opt_G.state_dict(),
+        "opt_D": state.opt_D.state_dict(),
+        "step": state.step,
+        "nimg": state.nimg,
+        "elapsed_sec": state.elapsed_sec,
+        "world_size": int(rng.shape[0]),
+        "rng": rng,
+    }
+
+
+def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
+    state.G.load_state_dict(ckpt["G"])
+    state.G_ema.load_state_dict(ckpt["G_ema"])
+    state.D.load_state_dict(ckpt["D"])
+    state.opt_G.load_state_dict(ckpt["opt_G"])
+    state.opt_D.load_state_dict(ckpt["opt_D"])
+    state.step = int(ckpt["step"])
+    state.nimg = int(ckpt["nimg"])
+    state.elapsed_sec = float(ckpt.get("elapsed_sec", 0.0))
+
+
+class _Window:
+    """Sums of per-step statistics between two log lines."""
+
+    KEYS = ("loss_D", "loss_G", "d_real", "d_fake", "r1")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(len(self.KEYS), dtype=torch.float64)
+        self.counts = torch.zeros(len(self.KEYS), dtype=torch.float64)
+        self.steps = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, stats: dict[str, float]) -> None:
+        for i, key in enumerate(self.KEYS):
+            if key in stats:
+                self.sums[i] += stats[key]
+                self.counts[i] += 1
+        self.steps += 1
+
+    def means(self, ctx: DistContext) -> dict[str, float | None]:
+        both = ctx.all_reduce_mean_(torch.cat([self.sums, self.counts]))
+        n = len(self.KEYS)
+        return {
+            k: (float(both[i] / both[n + i]) if both[n + i] > 0 else None)
+            for i, k in enumerate(self.KEYS)
+        }
+
+
+def _prepare_run_dir(run_dir: Path, cfg: GanTrainConfig, fresh: bool) -> None:
+    (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (run_dir / LOG_FILE).unlink(missing_ok=True)
+        for old in (run_dir / SAMPLES_DIR).glob("grid_*.png"):
+            old.unlink()
+    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def train_gan(
+    cfg: GanTrainConfig, run_dir: str | Path, resume: bool = True
+) -> dict[str, Any]:
+    """Train (or resume training) a GAN into ``run_dir`` until ``cfg.total_kimg``.
+
+    Resuming (``resume=True`` and ``run_dir/checkpoint.pt`` exists) restores networks,
+    optimizers, step, image count and RNG states, and continues the data stream where it
+    stopped, so an interrupted run ends with the same weights as an uninterrupted one (same
+    world size and threads). Only :attr:`GanTrainConfig.RUNTIME_FIELDS` may differ from the
+    checkpoint's config; other differences raise ``ValueError``. ``resume=False`` starts over
+    and replaces an existing checkpoint, log and sample grids.
+
+    SIGINT/SIGTERM finish the current step, write a checkpoint and return.
+
+    Args:
+        cfg: run configuration.
+        run_dir: output directory (created).
+        resume: continue from an existing checkpoint.
+
+    Returns:
+        Summary: ``step``, ``nimg``, ``kimg``, ``stopped`` (interrupted by a signal), the last
+        logged statistics under ``last``, and ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    ctx = DistContext.from_env()
+    try:
+        return _train(cfg, run_dir, resume, ctx)
+    finally:
+        ctx.close()
+
+
+def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -> dict[str, Any]:
+    if cfg.batch_size % ctx.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {ctx.world} ranks")
+    torch.set_num_threads(cfg.threads)
+    ckpt_path = run_dir / CHECKPOINT_FILE
+    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    if ckpt is not None:
+        diff = cfg.incompatible_with(GanTrainConfig.from_dict(ckpt["config"]))
+        if diff:
+            raise ValueError(
+                f"{ckpt_path} was trained with a different configuration ({'; '.join(diff)}); "
+                "resume with the same settings, or start over (--no-resume / another --out)"
+            )
+    if ctx.is_main:
+        _prepare_run_dir(run_dir, cfg, fresh=ckpt is None)
+
+    G, G_ema, D = build_networks(cfg)
+    if cfg.channels_last:
+        for net in (G, G_ema, D):
+            net.to(memory_format=torch.channels_last)
+    opt_G, opt_D = make_optimizers(cfg, G, D)
+    state = TrainState(G, G_ema, D, opt_G, opt_D)
+    if ckpt is not None:
+        _restore(state, ckpt)
+    ctx.broadcast_([*G.parameters(), *G.buffers(), *G_ema.parameters(), *G_ema.buffers(),
+                    *D.parameters()])
+    G.train()
+    D.train()
+
+    per_rank = cfg.batch_size // ctx.world
+    total_steps = cfg.total_steps()
+    dataset = FaceBatches(
+        cfg.data, cfg.seed, cfg.resolution, per_rank, state.nimg, ctx.rank, ctx.world,
+        num_steps=max(total_steps - state.step, 0), mirror=cfg.mirror,
+    )
+    batches = iter(make_loader(dataset, cfg.num_workers))
+
+    same_world = ckpt is not None and int(ckpt["world_size"]) == ctx.world
+    if same_world:
+        torch.set_rng_state(ckpt["rng"][ctx.rank])
+    else:
+        torch.manual_seed(cfg.seed * 1000 + 1 + ctx.rank + (state.step if ckpt else 0))
+
+    grid_z = grid_latents(cfg)
+    if ctx.is_main and ckpt is None:
+        _write_grid(G_ema, grid_z, run_dir, state.step, cfg)
+    return _loop(state, cfg, ctx, run_dir, batches, total_steps, grid_z)
+
+
+def _write_grid(G_ema: Generator, z: torch.Tensor, run_dir: Path, step: int,
+                cfg: GanTrainConfig) -> Path:
+    path = run_dir / SAMPLES_DIR / f"grid_{step:06d}.png"
+    save_image(images_to_grid(render_samples(G_ema, z), cfg.grid_size), path)
+    return path
+
+
+def _loop(
+    state: TrainState,
+    cfg: GanTrainConfig,
+    ctx: DistContext,
+    run_dir: Path,
+    batches: Iterator[torch.Tensor],
+    total_steps: int,
+    grid_z: torch.Tensor,
+) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    is_tty = sys.stderr.isatty()
+    bar = tqdm(
+        total=total_steps, initial=state.step, unit="step", dynamic_ncols=True,
+        disable=not (ctx.is_main and cfg.progress), mininterval=1.0 if is_tty else 30.0,
+    )
+    window = _Window()
+    last: dict[str, Any] = {}
+    last_ckpt = time.monotonic()
+    t_start = time.perf_counter() - state.elapsed_sec
+    stopped = False
+    with _StopFlag() as stop:
+        while state.step < total_steps:
+            reals_u8 = next(batches)
+            reals_png = run_dir / SAMPLES_DIR / "reals.png"
+            if ctx.is_main and state.step == 0 and not reals_png.exists():
+                grid = images_to_grid(uint8_to_float(reals_u8[: cfg.grid_size**2]), cfg.grid_size)
+                save_image(grid, reals_png)
+            stats = train_step(state, uint8_to_float(reals_u8), cfg, ctx)
+            update_ema(state.G_ema, state.G, ema_beta(cfg, state.nimg))
+            state.step += 1
+            state.nimg += cfg.batch_size
+            state.elapsed_sec = time.perf_counter() - t_start
+            window.add(stats)
+            bar.update(1)
+
+            done = state.step >= total_steps
+            due = time.monotonic() - last_ckpt >= cfg.checkpoint_minutes * 60
+            flags = ctx.all_reduce_max_(torch.tensor([float(stop.requested), float(due)]))
+            stopping, save = bool(flags[0]), bool(flags[1]) or done or bool(flags[0])
+
+            if state.step % cfg.log_every == 0 or done or stopping:
+                last = _log(state, cfg, ctx, run_dir, window, bar)
+            if ctx.is_main and (state.step % cfg.sample_every == 0 or done):
+                _write_grid(state.G_ema, grid_z, run_dir, state.step, cfg)
+            if save:
+                rng = ctx.gather_rng_states()
+                if ctx.is_main:
+                    save_checkpoint(run_dir / CHECKPOINT_FILE, _checkpoint_payload(state, cfg, rng))
+                last_ckpt = time.monotonic()
+            if stopping and not done:
+                stopped = True
+                break
+    bar.close()
+    return {"step": state.step, "nimg": state.nimg, "kimg": state.nimg / 1000,
+            "stopped": stopped, "last": last, "run_dir": str(run_dir)}
+
+
+def _log(
+    state: TrainState, cfg: GanTrainConfig, ctx: DistContext, run_dir: Path, window: _Window,
+    bar: Any,
+) -> dict[str, Any]:
+    means = window.means(ctx)
+    dt = time.perf_counter() - window.t0
+    steps = max(window.steps, 1)
+    for key in ("loss_D", "loss_G"):
+        value = means[key]
+        if value is not None and not math.isfinite(value):
+            raise FloatingPointError(f"{key} became {value} at step {state.step}")
+    record: dict[str, Any] = {
+        "step": state.step,
+        "kimg": round(state.nimg / 1000, 3),
+        **{k: (round(v, 5) if v is not None else None) for k, v in means.items()},
+        "sec_per_step": round(dt / steps, 4),
+        "images_per_sec": round(cfg.batch_size * steps / max(dt, 1e-9), 2),
+        "w_avg_norm": round(float(state.G.truncation.w_avg.norm()), 4),
+        "time_sec": round(state.elapsed_sec, 1),
+    }
+    if ctx.is_main:
+        with open(run_dir / LOG_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        bar.set_postfix(
+            kimg=f"{record['kimg']:.1f}", D=f"{means['loss_D']:.3f}", G=f"{means['loss_G']:.3f}",
+            ips=f"{record['images_per_sec']:.0f}", refresh=False,
+        )
+    window.reset()
+    return record

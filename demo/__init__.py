@@ -1,0 +1,1 @@
+"""Gradio demo (UI only)."""

@@ -1,0 +1,1 @@
+"""Hub: model registry, download/publish, official-checkpoint conversion."""

@@ -1,0 +1,68 @@
+"""Shared fixtures: models built from the official-format reference vectors and tiny random
+models, written as real model directories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import vectors as V
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def vectors_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference vector set's official checkpoints converted with ``idinvert convert``
+    (random VGG16 weights from the set's recipe as the perceptual network)."""
+    from idinvert.hub.convert import convert_checkpoints
+
+    root = tmp_path_factory.mktemp("vectors_model")
+    vgg = root / "vgg16.pth"
+    torch.save(V.random_vgg_state(V.config()["seeds"]["vgg_seed"]), vgg)
+    d = V.vectors_dir()
+    return convert_checkpoints(d / "generator.pth", d / "encoder.pth", root / "model", perceptual_path=vgg)
+
+
+def build_tiny_bundle(resolution: int = 32, w_dim: int = 16, seed: int = 0, perceptual: bool = False):
+    """A small random model (fast tests): G/E with tiny widths, optional random caffe VGG."""
+    from idinvert.core.modeldir import ImageConfig, ModelBundle, ModelConfig, freeze
+    from idinvert.core.models.encoder import Encoder, EncoderConfig
+    from idinvert.core.models.generator import Generator, GeneratorConfig
+    from idinvert.core.models.perceptual import PerceptualConfig, PerceptualNet
+
+    torch.manual_seed(seed)
+    g_cfg = GeneratorConfig(
+        resolution=resolution, z_dim=w_dim, w_dim=w_dim, mapping_layers=2, fmaps_base=256,
+        fmaps_max=16,
+    )
+    e_cfg = EncoderConfig(resolution=resolution, w_dim=w_dim, channels_base=4, channels_max=16)
+    g, e = Generator(g_cfg), Encoder(e_cfg)
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if "mapping" in name and name.endswith("fc.weight"):
+                p.normal_(0, 1 / g_cfg.mapping_lr_mul)
+            elif name.endswith("apply_noise.weight"):
+                p.normal_(0, 0.1)
+    p_net = PerceptualNet(PerceptualConfig()) if perceptual else None
+    if p_net is not None:
+        p_net.load_state_dict({k: v for k, v in V.random_vgg_state(11).items() if k in p_net.state_dict()})
+    bundle = ModelBundle(
+        ModelConfig("tiny", g_cfg, e_cfg, p_net.config if p_net else None, ImageConfig(resolution)),
+        g, e, p_net,
+    )
+    for net in bundle.networks():
+        freeze(net)
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 32 px random model directory without a perceptual net (use --perceptual-weight 0)."""
+    from idinvert.core.modeldir import save_model_dir
+
+    return save_model_dir(build_tiny_bundle(), tmp_path_factory.mktemp("tiny") / "tiny32")

@@ -1,0 +1,46 @@
+"""Helpers to rebuild the official-format reference vectors' models (set A, or another set
+pointed to by IDINVERT_VECTORS)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "vectors" / "A"
+
+_VGG_CONVS = [
+    (0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256),
+    (14, 256, 256), (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512),
+    (26, 512, 512), (28, 512, 512),
+]
+
+
+def vectors_dir() -> Path:
+    """Directory of the vector set under test (``IDINVERT_VECTORS`` or ``../shared/.../A``)."""
+    return Path(os.environ.get("IDINVERT_VECTORS", DEFAULT_VECTORS))
+
+
+def load(name: str) -> np.ndarray:
+    return np.load(vectors_dir() / name, allow_pickle=False)
+
+
+def config() -> dict:
+    return json.loads((vectors_dir() / "config_and_losses.json").read_text())
+
+
+@lru_cache(maxsize=2)
+def random_vgg_state(seed: int) -> dict[str, torch.Tensor]:
+    """The vector sets' random VGG16 weights, regenerated with numpy (recipe in their README)."""
+    rng = np.random.RandomState(seed)
+    state = {}
+    for idx, cin, cout in _VGG_CONVS:
+        w = rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))
+        b = rng.standard_normal((cout,)) * 0.01
+        state[f"layer{idx}.weight"] = torch.from_numpy(w.astype(np.float32))
+        state[f"layer{idx}.bias"] = torch.from_numpy(b.astype(np.float32))
+    return state
