@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from idinvert.core.device import resolve_device
 from idinvert.core.modeldir import ModelBundle, load_model_dir
 
 
-def load_model(ref: str | Path | None = None, device: str | torch.device | None = "auto") -> ModelBundle:
+def load_model(
+    ref: str | Path | None = None, device: str | torch.device | None = "auto"
+) -> ModelBundle:
     """Load a model by reference (built-in name, directory, or Hub ``owner/name[@rev]``).
 
     Args:

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from idinvert.core.errors import CodeFormatError, ModelFormatError
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
-
-from idinvert.core.errors import CodeFormatError, ModelFormatError
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -125,7 +124,9 @@ def load_official_boundary(path: str | Path, name: str | None = None) -> Boundar
         arr = np.asarray(obj["boundary"])
     else:
         arr = np.asarray(obj)
-    return Boundary(name or path.stem, _as_direction(arr, str(path)), layers, f"official {path.name}")
+    return Boundary(
+        name or path.stem, _as_direction(arr, str(path)), layers, f"official {path.name}"
+    )
 
 
 def _as_direction(arr: np.ndarray, where: str) -> np.ndarray:
@@ -136,7 +137,9 @@ def _as_direction(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2:
-        raise ModelFormatError(f"{where}: boundary must be [1, L, D], [L, D] or [D], got {list(arr.shape)}")
+        raise ModelFormatError(
+            f"{where}: boundary must be [1, L, D], [L, D] or [D], got {list(arr.shape)}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ModelFormatError(f"{where}: boundary has NaN or infinite values")
     return arr.astype(np.float32)
@@ -167,7 +170,9 @@ def parse_layers(spec: object, num_layers: int | None = None) -> list[int]:
                 try:
                     lo, hi = int(a), int(b)
                 except ValueError:
-                    raise ValueError(f"invalid layer range {part!r}; use e.g. '0-5' or '0,2,4'") from None
+                    raise ValueError(
+                        f"invalid layer range {part!r}; use e.g. '0-5' or '0,2,4'"
+                    ) from None
                 if hi < lo:
                     raise ValueError(f"invalid layer range {part!r}: end before start")
                 items.extend(range(lo, hi + 1))
@@ -175,7 +180,9 @@ def parse_layers(spec: object, num_layers: int | None = None) -> list[int]:
                 try:
                     items.append(int(part))
                 except ValueError:
-                    raise ValueError(f"invalid layer index {part!r}; use e.g. '0-5' or '0,2,4'") from None
+                    raise ValueError(
+                        f"invalid layer index {part!r}; use e.g. '0-5' or '0,2,4'"
+                    ) from None
     else:
         try:
             items = [int(v) for v in spec]  # type: ignore[union-attr]
@@ -193,7 +200,11 @@ def parse_layers(spec: object, num_layers: int | None = None) -> list[int]:
 
 def save_boundary(boundary: Boundary, path: str | Path) -> None:
     """Write our safetensors boundary format."""
-    meta = {"attribute": boundary.name, "layers": json.dumps(boundary.layers), "source": boundary.source}
+    meta = {
+        "attribute": boundary.name,
+        "layers": json.dumps(boundary.layers),
+        "source": boundary.source,
+    }
     save_file({"boundary": boundary.direction[None].astype(np.float32)}, str(path), metadata=meta)
 
 
@@ -218,7 +229,12 @@ def load_boundary(path: str | Path) -> Boundary:
         layers = parse_layers(json.loads(meta.get("layers", "[]")))
     except (json.JSONDecodeError, ValueError) as exc:
         raise ModelFormatError(f"{path}: bad 'layers' metadata ({exc})") from None
-    return Boundary(meta.get("attribute", path.stem), _as_direction(arrays["boundary"], str(path)), layers, meta.get("source", ""))
+    return Boundary(
+        meta.get("attribute", path.stem),
+        _as_direction(arrays["boundary"], str(path)),
+        layers,
+        meta.get("source", ""),
+    )
 
 
 def model_boundaries(model_dir: str | Path | None) -> dict[str, Path]:

@@ -14,7 +14,6 @@ import logging
 import sys
 
 import click
-
 from idinvert.core.errors import IdinvertError
 
 #: name → ("module", "attribute", "short help") of every subcommand.
@@ -23,13 +22,25 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "invert": ("idinvert.core.commands", "invert_command", "Invert images into W+ codes."),
     "render": ("idinvert.core.commands", "render_command", "Render W+ codes to images."),
     "sample": ("idinvert.core.commands", "sample_command", "Random images from a model."),
-    "edit": ("idinvert.core.edit_cli", "edit_group", "Edit codes with a registered edit operation."),
-    "convert": ("idinvert.hub.convert_cli", "convert_command", "Official checkpoints -> model directory."),
+    "edit": (
+        "idinvert.core.edit_cli",
+        "edit_group",
+        "Edit codes with a registered edit operation.",
+    ),
+    "convert": (
+        "idinvert.hub.convert_cli",
+        "convert_command",
+        "Official checkpoints -> model directory.",
+    ),
     "models": ("idinvert.hub.cli", "models_command", "List the known models."),
     "hub": ("idinvert.hub.cli", "hub_group", "Publish model directories to the Hugging Face Hub."),
     "plugins": ("idinvert.core.plugin_cli", "plugins_command", "List installed plugins."),
     "data": ("idinvert.core.training.data_cli", "data_group", "Render the synthetic face dataset."),
-    "train": ("idinvert.core.training.train_cli", "train_group", "Train a GAN, encoder or boundary."),
+    "train": (
+        "idinvert.core.training.train_cli",
+        "train_group",
+        "Train a GAN, encoder or boundary.",
+    ),
     "eval": ("idinvert.core.training.eval_cli", "eval_command", "Evaluate inversion and editing."),
 }
 
@@ -73,7 +84,9 @@ class LazyGroup(click.Group):
 def _unavailable(name: str, short_help: str, reason: str) -> click.Command:
     @click.command(name=name, help=f"{short_help}\n\nUnavailable here: {reason}.")
     def command() -> None:
-        raise click.ClickException(f"'{name}' is unavailable: {reason}; reinstall idinvert with its extras")
+        raise click.ClickException(
+            f"'{name}' is unavailable: {reason}; reinstall idinvert with its extras"
+        )
 
     return command
 
@@ -98,7 +111,9 @@ def cli(verbose: int) -> None:
     bundled offline model is used.
     """
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

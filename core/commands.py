@@ -9,14 +9,17 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-
 from idinvert.core.codes import load_codes, save_codes
 from idinvert.core.images import load_for_model, save_png, to_tensor, to_uint8
 from idinvert.core.inversion import InversionSettings, StepInfo, invert, synthesize
 from idinvert.core.outputs import staged_output
 
 model_option = click.option(
-    "--model", "-m", "model_ref", default=None, metavar="REF",
+    "--model",
+    "-m",
+    "model_ref",
+    default=None,
+    metavar="REF",
     help="Built-in name, model directory, or Hub repo id owner/name[@revision]. "
     "Default: the bundled model.",
 )
@@ -24,7 +27,11 @@ device_option = click.option(
     "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."
 )
 out_option = click.option(
-    "--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
     help="Output directory (created; nothing is written there if the command fails).",
 )
 
@@ -59,23 +66,56 @@ def _lpips_metric(device: torch.device):
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_option
 @out_option
-@click.option("--steps", default=100, show_default=True, type=click.IntRange(0, 100000),
-              help="Optimization steps; 0 = encoder only.")
-@click.option("--lr", default=0.01, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Adam learning rate.")
+@click.option(
+    "--steps",
+    default=100,
+    show_default=True,
+    type=click.IntRange(0, 100000),
+    help="Optimization steps; 0 = encoder only.",
+)
+@click.option(
+    "--lr",
+    default=0.01,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Adam learning rate.",
+)
 @click.option("--pixel-weight", default=1.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--perceptual-weight", default=5e-5, show_default=True, type=click.FloatRange(min=0),
-              help="Weight of the VGG feature loss (0 disables it).")
-@click.option("--domain-weight", default=2.0, show_default=True, type=click.FloatRange(min=0),
-              help="Weight of the encoder-consistency (in-domain) regularizer.")
-@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1, 1024),
-              help="Images optimized together.")
+@click.option(
+    "--perceptual-weight",
+    default=5e-5,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Weight of the VGG feature loss (0 disables it).",
+)
+@click.option(
+    "--domain-weight",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Weight of the encoder-consistency (in-domain) regularizer.",
+)
+@click.option(
+    "--batch-size",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Images optimized together.",
+)
 @device_option
 @click.option("--seed", default=0, show_default=True, type=int)
 def invert_command(
-    images: tuple[Path, ...], model_ref: str | None, out_dir: Path, steps: int, lr: float,
-    pixel_weight: float, perceptual_weight: float, domain_weight: float, batch_size: int,
-    device: str, seed: int,
+    images: tuple[Path, ...],
+    model_ref: str | None,
+    out_dir: Path,
+    steps: int,
+    lr: float,
+    pixel_weight: float,
+    perceptual_weight: float,
+    domain_weight: float,
+    batch_size: int,
+    device: str,
+    seed: int,
 ) -> None:
     """Invert IMAGES into W+ codes (domain-guided encoder + in-domain optimization).
 
@@ -89,8 +129,8 @@ def invert_command(
     r = bundle.resolution
     arrays = [load_for_model(p, r) for p in paths]  # validates every file before any work
     settings = InversionSettings(steps, lr, pixel_weight, perceptual_weight, domain_weight)
-    if perceptual_weight > 0 and bundle.perceptual is None:
-        raise click.UsageError(
+    if steps > 0 and perceptual_weight > 0 and bundle.perceptual is None:
+        raise click.ClickException(
             "this model has no perceptual network; pass --perceptual-weight 0 or convert it "
             "with --perceptual vgg16.pth"
         )
@@ -111,7 +151,7 @@ def invert_command(
     with staged_output(out_dir) as stage:
         save_codes(result.codes.numpy(), stage / "codes.npy")
         enc_u8, inv_u8 = to_uint8(enc_images), to_uint8(inv_images)
-        for i, (path, stem) in enumerate(zip(paths, stems)):
+        for i, (path, stem) in enumerate(zip(paths, stems, strict=True)):
             save_png(enc_u8[i], stage / f"{stem}_enc.png")
             save_png(inv_u8[i], stage / f"{stem}_inv.png")
             entry = {
@@ -121,11 +161,15 @@ def invert_command(
                 "inversion_png": f"{stem}_inv.png",
                 "mse_encoder": float((enc_images[i] - targets[i]).square().mean()),
                 "mse": float((inv_images[i] - targets[i]).square().mean()),
-                "final_losses": {k: float(v[-1, i]) for k, v in result.history.items()} if steps else {},
+                "final_losses": {k: float(v[-1, i]) for k, v in result.history.items()}
+                if steps
+                else {},
             }
             if lpips_metric is not None:
                 entry["lpips"] = float(lpips_metric(inv_images[i : i + 1], targets[i : i + 1]))
-                entry["lpips_encoder"] = float(lpips_metric(enc_images[i : i + 1], targets[i : i + 1]))
+                entry["lpips_encoder"] = float(
+                    lpips_metric(enc_images[i : i + 1], targets[i : i + 1])
+                )
             per_image.append(entry)
         summary = {
             "model": str(bundle.path) if bundle.path else model_ref,
@@ -147,12 +191,19 @@ def invert_command(
 
 @click.command("render")
 @model_option
-@click.option("--codes", "codes_path", required=True, type=click.Path(path_type=Path),
-              help="codes.npy: [N, L, D] or [N, S, L, D] float32.")
+@click.option(
+    "--codes",
+    "codes_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="codes.npy: [N, L, D] or [N, S, L, D] float32.",
+)
 @out_option
 @device_option
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
-def render_command(model_ref: str | None, codes_path: Path, out_dir: Path, device: str, batch_size: int) -> None:
+def render_command(
+    model_ref: str | None, codes_path: Path, out_dir: Path, device: str, batch_size: int
+) -> None:
     """Render W+ codes to PNGs (one per code, names sorted in code order)."""
     from tqdm.auto import tqdm
 
@@ -177,14 +228,23 @@ def render_command(model_ref: str | None, codes_path: Path, out_dir: Path, devic
 @model_option
 @click.option("--n", "num", required=True, type=click.IntRange(1, 100000), help="Number of images.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--truncation", default=None, type=click.FloatRange(0, 2),
-              help="Truncation psi (default: the model's; 1 disables).")
+@click.option(
+    "--truncation",
+    default=None,
+    type=click.FloatRange(0, 2),
+    help="Truncation psi (default: the model's; 1 disables).",
+)
 @out_option
 @device_option
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
 def sample_command(
-    model_ref: str | None, num: int, seed: int, truncation: float | None, out_dir: Path,
-    device: str, batch_size: int,
+    model_ref: str | None,
+    num: int,
+    seed: int,
+    truncation: float | None,
+    out_dir: Path,
+    device: str,
+    batch_size: int,
 ) -> None:
     """Random images from z ~ N(0, I): writes PNGs and codes.npy (their W+ codes)."""
     from tqdm.auto import tqdm

@@ -28,11 +28,23 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
     except RuntimeError:
         raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} requested but CUDA is not available here; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {spec!r} requested but MPS is not available here; use --device cpu")
+        raise ValueError(
+            f"device {spec!r} requested but CUDA is not available here; use --device cpu"
+        )
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
+        raise ValueError(
+            f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) present"
+        )
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(
+            f"device {spec!r} requested but MPS is not available here; use --device cpu"
+        )
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     return device

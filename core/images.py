@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from idinvert.core.errors import InputImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 #: Largest accepted input file in bytes.
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -85,7 +84,9 @@ def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
     except InputImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputImageError(f"{name}: refused as a decompression bomb (too many pixels)") from None
+        raise InputImageError(
+            f"{name}: refused as a decompression bomb (too many pixels)"
+        ) from None
     except UnidentifiedImageError:
         raise InputImageError(
             f"{name}: not a readable image; accepted are PNG, JPEG, WebP, BMP, TIFF, GIF and "
@@ -191,12 +192,14 @@ def save_gif(frames: list[np.ndarray], path: str | Path, duration_ms: int = 120)
     pil = [Image.fromarray(f) for f in seq]
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=duration_ms, loop=0)
+    pil[0].save(
+        tmp, format="GIF", save_all=True, append_images=pil[1:], duration=duration_ms, loop=0
+    )
     os.replace(tmp, path)
 
 
 def image_grid(images: np.ndarray, columns: int) -> np.ndarray:
-    """Tile ``uint8 [N, H, W, 3]`` into a grid with ``columns`` columns → ``[rows·H, columns·W, 3]``."""
+    """Tile ``uint8 [N, H, W, 3]`` into ``columns`` columns → ``[rows·H, columns·W, 3]``."""
     n, h, w, c = images.shape
     rows = -(-n // columns)
     grid = np.zeros((rows * h, columns * w, c), dtype=np.uint8)

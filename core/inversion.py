@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-
 from idinvert.core.losses import domain_loss, feature_loss, pixel_loss
 from idinvert.core.modeldir import ModelBundle
 
@@ -187,7 +186,9 @@ def _optimize_chunk(
         for name, value in losses.items():
             history[name][step] = value.detach().float().cpu().numpy()
         if callback is not None:
-            callback(StepInfo(step + 1, settings.steps, {k: v[step] for k, v in history.items()}, offset))
+            callback(
+                StepInfo(step + 1, settings.steps, {k: v[step] for k, v in history.items()}, offset)
+            )
     return z.detach(), history
 
 
@@ -225,7 +226,8 @@ def invert(
         raise ValueError(f"mask must be [1|N, 1|3, R, R], got {list(mask.shape)}")
     if init_codes is not None and tuple(init_codes.shape) != (n, *bundle.code_shape):
         raise ValueError(
-            f"init_codes must be [{n}, {bundle.num_layers}, {bundle.w_dim}], got {list(init_codes.shape)}"
+            f"init_codes must be [{n}, {bundle.num_layers}, {bundle.w_dim}], "
+            f"got {list(init_codes.shape)}"
         )
     start = time.perf_counter()
     device = bundle.device
@@ -241,7 +243,11 @@ def invert(
                 m = mask if mask.shape[0] == 1 else mask[lo : lo + bs]
                 m = m.to(device, dtype)
             with torch.no_grad():
-                init = init_codes[lo : lo + bs].to(device, dtype) if init_codes is not None else bundle.encoder(x)
+                init = (
+                    init_codes[lo : lo + bs].to(device, dtype)
+                    if init_codes is not None
+                    else bundle.encoder(x)
+                )
             inits.append(init.float().cpu())
             if settings.steps == 0:
                 codes.append(init.float().cpu())
@@ -254,7 +260,9 @@ def invert(
     return InversionResult(torch.cat(codes), torch.cat(inits), history, time.perf_counter() - start)
 
 
-def crop_mask(resolution: int, center_x: int, center_y: int, crop_x: int, crop_y: int) -> torch.Tensor:
+def crop_mask(
+    resolution: int, center_x: int, center_y: int, crop_x: int, crop_y: int
+) -> torch.Tensor:
     """Rectangular diffusion mask ``[1, 3, R, R]``: 1 on rows ``cy − crop_y//2 …`` (``crop_y``
     rows) and columns ``cx − crop_x//2 …`` (``crop_x`` columns), else 0.
 

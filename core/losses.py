@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 
 
-def pixel_loss(target: torch.Tensor, recon: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def pixel_loss(
+    target: torch.Tensor, recon: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean squared error over all C·H·W elements (masked-out pixels count as zeros).
 
     Args:

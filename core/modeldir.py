@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
-
 from idinvert.core.errors import ModelFormatError
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator, GeneratorConfig
 from idinvert.core.models.perceptual import PerceptualConfig, PerceptualNet
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 FORMAT_NAME = "idinvert-model"
 FORMAT_VERSION = 1
@@ -96,7 +95,9 @@ class ModelConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "config.json") -> ModelConfig:
         if data.get("format") != FORMAT_NAME:
-            raise ModelFormatError(f"{source}: not an idinvert model config (format={data.get('format')!r})")
+            raise ModelFormatError(
+                f"{source}: not an idinvert model config (format={data.get('format')!r})"
+            )
         if int(data.get("format_version", 0)) > FORMAT_VERSION:
             raise ModelFormatError(
                 f"{source}: format_version {data['format_version']} is newer than this idinvert "
@@ -110,7 +111,9 @@ class ModelConfig:
                 description=str(data.get("description", "")),
                 generator=GeneratorConfig(**data["generator"]),
                 encoder=EncoderConfig(**data["encoder"]),
-                perceptual=PerceptualConfig(**data["perceptual"]) if data.get("perceptual") else None,
+                perceptual=PerceptualConfig(**data["perceptual"])
+                if data.get("perceptual")
+                else None,
                 image=ImageConfig(**image),
                 provenance=dict(data.get("provenance", {})),
             )
@@ -213,10 +216,18 @@ def save_model_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(b.config.to_json(), indent=2) + "\n")
-        save_file(_state_to_save(b.generator, dtype), str(tmp / GENERATOR_FILE), metadata={"format": "pt"})
-        save_file(_state_to_save(b.encoder, dtype), str(tmp / ENCODER_FILE), metadata={"format": "pt"})
+        save_file(
+            _state_to_save(b.generator, dtype), str(tmp / GENERATOR_FILE), metadata={"format": "pt"}
+        )
+        save_file(
+            _state_to_save(b.encoder, dtype), str(tmp / ENCODER_FILE), metadata={"format": "pt"}
+        )
         if b.perceptual is not None:
-            save_file(_state_to_save(b.perceptual, dtype), str(tmp / PERCEPTUAL_FILE), metadata={"format": "pt"})
+            save_file(
+                _state_to_save(b.perceptual, dtype),
+                str(tmp / PERCEPTUAL_FILE),
+                metadata={"format": "pt"},
+            )
         if b.path is not None and (Path(b.path) / BOUNDARY_DIR).is_dir():
             shutil.copytree(Path(b.path) / BOUNDARY_DIR, tmp / BOUNDARY_DIR)
         if card is not None:
@@ -244,7 +255,9 @@ def _load_weights(net: nn.Module, path: Path) -> None:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFormatError(f"{path}: unreadable safetensors file ({exc}); re-download or re-convert it") from None
+        raise ModelFormatError(
+            f"{path}: unreadable safetensors file ({exc}); re-download or re-convert it"
+        ) from None
     expected = net.state_dict()
     optional = {k for k in expected if k.endswith("num_batches_tracked")}
     missing = sorted(set(expected) - set(state) - optional)

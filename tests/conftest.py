@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 import vectors as V
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -25,10 +24,14 @@ def vectors_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vgg = root / "vgg16.pth"
     torch.save(V.random_vgg_state(V.config()["seeds"]["vgg_seed"]), vgg)
     d = V.vectors_dir()
-    return convert_checkpoints(d / "generator.pth", d / "encoder.pth", root / "model", perceptual_path=vgg)
+    return convert_checkpoints(
+        d / "generator.pth", d / "encoder.pth", root / "model", perceptual_path=vgg
+    )
 
 
-def build_tiny_bundle(resolution: int = 32, w_dim: int = 16, seed: int = 0, perceptual: bool = False):
+def build_tiny_bundle(
+    resolution: int = 32, w_dim: int = 16, seed: int = 0, perceptual: bool = False
+):
     """A small random model (fast tests): G/E with tiny widths, optional random caffe VGG."""
     from idinvert.core.modeldir import ImageConfig, ModelBundle, ModelConfig, freeze
     from idinvert.core.models.encoder import Encoder, EncoderConfig
@@ -37,7 +40,11 @@ def build_tiny_bundle(resolution: int = 32, w_dim: int = 16, seed: int = 0, perc
 
     torch.manual_seed(seed)
     g_cfg = GeneratorConfig(
-        resolution=resolution, z_dim=w_dim, w_dim=w_dim, mapping_layers=2, fmaps_base=256,
+        resolution=resolution,
+        z_dim=w_dim,
+        w_dim=w_dim,
+        mapping_layers=2,
+        fmaps_base=256,
         fmaps_max=16,
     )
     e_cfg = EncoderConfig(resolution=resolution, w_dim=w_dim, channels_base=4, channels_max=16)
@@ -50,10 +57,14 @@ def build_tiny_bundle(resolution: int = 32, w_dim: int = 16, seed: int = 0, perc
                 p.normal_(0, 0.1)
     p_net = PerceptualNet(PerceptualConfig()) if perceptual else None
     if p_net is not None:
-        p_net.load_state_dict({k: v for k, v in V.random_vgg_state(11).items() if k in p_net.state_dict()})
+        p_net.load_state_dict(
+            {k: v for k, v in V.random_vgg_state(11).items() if k in p_net.state_dict()}
+        )
     bundle = ModelBundle(
         ModelConfig("tiny", g_cfg, e_cfg, p_net.config if p_net else None, ImageConfig(resolution)),
-        g, e, p_net,
+        g,
+        e,
+        p_net,
     )
     for net in bundle.networks():
         freeze(net)

@@ -11,12 +11,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DEFAULT_VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "vectors" / "A"
+DEFAULT_VECTORS = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "vectors" / "A"
+)
 
 _VGG_CONVS = [
-    (0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256),
-    (14, 256, 256), (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512),
-    (26, 512, 512), (28, 512, 512),
+    (0, 3, 64),
+    (2, 64, 64),
+    (5, 64, 128),
+    (7, 128, 128),
+    (10, 128, 256),
+    (12, 256, 256),
+    (14, 256, 256),
+    (17, 256, 512),
+    (19, 512, 512),
+    (21, 512, 512),
+    (24, 512, 512),
+    (26, 512, 512),
+    (28, 512, 512),
 ]
 
 

@@ -11,9 +11,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from idinvert.core.models.layers import LEAKY_SLOPE, BatchNormBlock, WScaleBias
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,11 @@ class EncoderConfig:
     @property
     def code_layers(self) -> int:
         """Number L of codes in the output."""
-        return self.num_layers if self.num_layers is not None else 2 * (int(math.log2(self.resolution)) - 1)
+        return (
+            self.num_layers
+            if self.num_layers is not None
+            else 2 * (int(math.log2(self.resolution)) - 1)
+        )
 
     @property
     def num_blocks(self) -> int:

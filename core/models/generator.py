@@ -14,14 +14,13 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from idinvert.core.models.layers import (
     LEAKY_SLOPE,
     DenseBlock,
     blur_kernel,
     fused_upsample_kernel,
 )
+from torch import nn
 
 FusedScale = Literal["auto"] | bool
 
@@ -48,7 +47,7 @@ class GeneratorConfig:
         fused_scale: ``"auto"`` (fused up-convolution at resolutions >= 128), ``True``
             (everywhere) or ``False`` (never).
         truncation_psi: truncation strength ψ for the z → image path (1.0 disables).
-        truncation_layers: number of leading layers that are truncated.
+        truncation_layers: number of leading layers that are truncated (all L if larger).
         randomize_noise: draw fresh per-pixel noise each call instead of the fixed buffers.
         final_tanh: squash the output with tanh (True for all released IDInvert models).
         image_channels: output channels (3, RGB).
@@ -71,18 +70,14 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         if not _is_power_of_two(self.resolution) or not 8 <= self.resolution <= 1024:
-            raise ValueError(
-                f"resolution must be a power of two in 8..1024, got {self.resolution}"
-            )
+            raise ValueError(f"resolution must be a power of two in 8..1024, got {self.resolution}")
         for name in ("z_dim", "w_dim", "mapping_layers", "fmaps_base", "fmaps_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.fused_scale not in ("auto", True, False):
             raise ValueError(f"fused_scale must be 'auto', true or false, got {self.fused_scale!r}")
-        if not 0 <= self.truncation_layers <= self.num_layers:
-            raise ValueError(
-                f"truncation_layers must be in 0..{self.num_layers}, got {self.truncation_layers}"
-            )
+        if self.truncation_layers < 0:
+            raise ValueError(f"truncation_layers must be >= 0, got {self.truncation_layers}")
 
     @property
     def num_layers(self) -> int:
@@ -143,7 +138,9 @@ class Truncation(nn.Module):
         super().__init__()
         self.config = config
         self.register_buffer("w_avg", torch.zeros(config.w_dim))
-        self.register_buffer("truncation", self.coefficients(config.truncation_psi), persistent=False)
+        self.register_buffer(
+            "truncation", self.coefficients(config.truncation_psi), persistent=False
+        )
 
     def coefficients(self, psi: float, layers: int | None = None) -> torch.Tensor:
         """Per-layer coefficients ``[1, L, 1]``: ψ for the first ``layers`` layers, else 1."""
@@ -164,9 +161,13 @@ class Truncation(nn.Module):
             w = w.view(w.shape[0], cfg.num_layers, cfg.w_dim)
         if w.shape[1:] != (cfg.num_layers, cfg.w_dim):
             raise ValueError(f"w must be [B, {cfg.num_layers}, {cfg.w_dim}], got {list(w.shape)}")
-        coef = self.truncation if psi is None and layers is None else self.coefficients(
-            cfg.truncation_psi if psi is None else psi, layers
-        ).to(w)
+        if psi == 1.0:
+            return w
+        coef = (
+            self.truncation
+            if psi is None and layers is None
+            else self.coefficients(cfg.truncation_psi if psi is None else psi, layers).to(w)
+        )
         return self.w_avg + (w - self.w_avg) * coef
 
 
@@ -346,7 +347,9 @@ class Synthesis(nn.Module):
     def _check_wp(self, wp: torch.Tensor) -> None:
         expected = (self.config.num_layers, self.config.w_dim)
         if wp.ndim != 3 or tuple(wp.shape[1:]) != expected:
-            raise ValueError(f"W+ codes must be [N, {expected[0]}, {expected[1]}], got {list(wp.shape)}")
+            raise ValueError(
+                f"W+ codes must be [N, {expected[0]}, {expected[1]}], got {list(wp.shape)}"
+            )
 
 
 class Generator(nn.Module):

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import click
-
 from idinvert.core.training.faces import ATTRIBUTES, render_dataset
 
 data_group = click.Group(

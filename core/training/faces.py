@@ -49,6 +49,7 @@ __all__ = [
     "THRESHOLDS",
     "FaceParams",
     "attribute_values",
+    "default_supersample",
     "face_rng",
     "hair_rgb",
     "iter_faces",
@@ -56,6 +57,7 @@ __all__ = [
     "landmarks",
     "render_dataset",
     "render_face",
+    "render_face_array",
     "sample_params",
     "skin_rgb",
 ]
@@ -95,6 +97,8 @@ Color = tuple[float, float, float]
 
 _BASE_RADIUS = 0.215  # head half-width as a fraction of the frame at scale 1
 _MAX_YAW = 0.55  # radians
+_FACE_DEPTH = 0.7  # depth of the face surface relative to a sphere (flatter = smaller)
+_EYE_HALF_WIDTH = 0.19
 _BG_BLOBS = 4  # at most this many soft discs in the background
 
 _SKIN_LIGHT: Color = (0.97, 0.82, 0.71)
@@ -158,7 +162,7 @@ class FaceParams:
     head_aspect: float  # head half-height / half-width
     jaw_width: float  # width of the jaw relative to the cheeks, (0, 1]
     eye_spacing: float  # |u| of the eye centres
-    eye_size: float  # multiplies the base eye half-width 0.17
+    eye_size: float  # multiplies the base eye half-width 0.19
     eye_v: float  # v of the eye centres
     gaze_x: float  # iris offset, [-1, 1] of the free travel
     gaze_y: float
@@ -327,7 +331,10 @@ def _age(params: FaceParams) -> float:
 def skin_rgb(params: FaceParams) -> Color:
     """Base skin colour (RGB in [0, 1]), from ``dark_skin`` plus the face's small jitter."""
     t = _sigmoid(2.5 * (params.dark_skin - THRESHOLDS["dark_skin"]))
-    base = _lerp(_SKIN_LIGHT, _SKIN_MID, 2 * t) if t < 0.5 else _lerp(_SKIN_MID, _SKIN_DARK, 2 * t - 1)
+    if t < 0.5:
+        base = _lerp(_SKIN_LIGHT, _SKIN_MID, 2.0 * t)
+    else:
+        base = _lerp(_SKIN_MID, _SKIN_DARK, 2.0 * t - 1.0)
     j = params.skin_jitter
     return _clip01((base[0] + j[0], base[1] + j[1], base[2] + j[2]))
 
@@ -362,9 +369,9 @@ class _Frame:
         self.cos_y, self.sin_y = math.cos(yaw), math.sin(yaw)
 
     def depth(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Depth of the head ellipsoid's front surface at ``(u, v)``; 0 outside the head."""
+        """Depth of the (flattened) head ellipsoid's front at ``(u, v)``; 0 outside the head."""
         vh = v / self.h
-        return np.sqrt(np.maximum(1.0 - u * u - vh * vh, 0.0))
+        return _FACE_DEPTH * np.sqrt(np.maximum(1.0 - u * u - vh * vh, 0.0))
 
     def xy(
         self,
@@ -438,7 +445,8 @@ class _Canvas:
     def new(cls, params: FaceParams, size: int) -> _Canvas:
         img = Image.new("RGB", (size, size), (0, 0, 0))
         mask = Image.new("L", (size, size), 0)
-        return cls(img, mask, ImageDraw.Draw(img, "RGBA"), ImageDraw.Draw(mask), _Frame(params, size))
+        draw, mdraw = ImageDraw.Draw(img, "RGBA"), ImageDraw.Draw(mask)
+        return cls(img, mask, draw, mdraw, _Frame(params, size))
 
     def solid(self, pts: list[float], color: Color) -> None:
         """Opaque polygon that also extends the foreground coverage."""
@@ -567,7 +575,7 @@ def _cap_outline(p: FaceParams, g: dict[str, float]) -> tuple:
     sideburn_v = h * math.sin(sb) * 0.8
     iu = _span(0.88, -0.88, 33)
     iv = _fringe_v(p, iu, sideburn_v)
-    dz = np.sqrt(np.clip(1.0 - iu**2 - (iv / h) ** 2, 0.0, 1.0))
+    dz = _FACE_DEPTH * np.sqrt(np.maximum(1.0 - iu**2 - (iv / h) ** 2, 0.0))
     return np.concatenate([ou, iu]), np.concatenate([ov, iv]), np.concatenate([0 * ou, dz])
 
 
@@ -617,12 +625,14 @@ def _draw_hair_cap(c: _Canvas, p: FaceParams) -> None:
     # strands: from the crown down to the hairline, darker and lighter
     n_out = 40
     crown_u, crown_v = 0.3 * p.hair_part, -p.head_aspect - 0.4 * g["top"]
-    iu, iv = u[n_out:], v[n_out:]
-    for k, i in enumerate(range(2, len(iu) - 2, 3)):
-        su = np.array([crown_u, 0.5 * (crown_u + iu[i]) * 1.08, iu[i]])
-        sv = np.array([crown_v, 0.5 * (crown_v + iv[i]) - 0.05, iv[i] - 0.04])
-        shade = 0.72 if k % 2 == 0 else 1.2
-        c.line(c.f.xy(su, sv, 0.0), _clip01(_scale(hair, shade)), 0.025, 0.55)
+    ends_u, ends_v = u[n_out + 2 : -2 : 3], v[n_out + 2 : -2 : 3]
+    su = np.stack([np.full_like(ends_u, crown_u), 0.54 * (crown_u + ends_u), ends_u], axis=1)
+    sv = np.stack([np.full_like(ends_v, crown_v), 0.5 * (crown_v + ends_v) - 0.05, ends_v - 0.04],
+                  axis=1)
+    pts = c.f.xy(su, sv, 0.0)  # one call for all strands: 6 numbers per strand
+    dark, light = _clip01(_scale(hair, 0.72)), _clip01(_scale(hair, 1.2))
+    for k in range(len(ends_u)):
+        c.line(pts[6 * k : 6 * k + 6], dark if k % 2 == 0 else light, 0.025, 0.55)
 
 
 # --------------------------------------------------------------------------- face features
@@ -630,7 +640,7 @@ def _draw_hair_cap(c: _Canvas, p: FaceParams) -> None:
 
 def _eye_curves(p: FaceParams, s: float, aperture: float, n: int = 15) -> tuple:
     """Upper and lower lid ``v`` over ``u`` for the eye on side ``s`` (-1 left, +1 right)."""
-    ew = 0.17 * p.eye_size
+    ew = _EYE_HALF_WIDTH * p.eye_size
     x = _span(-1.0, 1.0, n)
     u = s * p.eye_spacing + ew * x
     eh = ew * 0.78 * aperture
@@ -651,14 +661,14 @@ def _clamped_disc(
 
 
 def _draw_eyes(c: _Canvas, p: FaceParams) -> None:
-    f, ew = c.f, 0.17 * p.eye_size
+    f, ew = c.f, _EYE_HALF_WIDTH * p.eye_size
     lid = (0.12, 0.08, 0.07)
     smile_squint = 1.0 - 0.2 * max(0.0, math.tanh(p.smile))
     excess = p.eyes_open - THRESHOLDS["eyes_open"]
     for s in (-1.0, 1.0):
         if excess <= 0:  # closed: a downward-curved lid line with lashes
             u, _, lower = _eye_curves(p, s, 0.35)
-            c.line(f.xy(u, lower), lid, 0.04)
+            c.line(f.xy(u, lower), lid, 0.05)
             for x in (-0.45, 0.0, 0.45):
                 lu = s * p.eye_spacing + ew * np.array([x, x * 1.15])
                 lv = np.interp(lu[0], u, lower) + np.array([0.0, 0.06])
@@ -839,24 +849,47 @@ def _pixel_grid(resolution: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@lru_cache(maxsize=16)
+def _smooth_upsampler(cells: int, resolution: int) -> np.ndarray:
+    """(R, cells) matrix that smoothly interpolates a ``cells``-point grid over R pixels.
+
+    Gaussian weights around grid points spaced ``1 / cells`` apart, rows normalised to 1;
+    ``A @ G @ A.T`` turns a (cells, cells) grid ``G`` into an (R, R) smooth field.
+    """
+    x = (np.arange(resolution) + 0.5) / resolution
+    centres = (np.arange(cells) + 0.5) / cells
+    w = np.exp(-(((x[:, None] - centres[None, :]) * cells) ** 2))
+    w /= w.sum(axis=1, keepdims=True)
+    w.flags.writeable = False
+    return w
+
+
 def _background(p: FaceParams, resolution: int) -> np.ndarray:
-    """Background (R, R, 3) float in [0, 1]: two-colour gradient, soft texture, soft discs."""
+    """Background (R, R, 3) float32 in [0, 1]: two-colour gradient, soft texture, soft discs."""
     x, y = _pixel_grid(resolution)
-    x, y = x / resolution - 0.5, y / resolution - 0.5
-    t = np.clip(0.5 + p.bg_gradient * (x * math.cos(p.bg_angle) + y * math.sin(p.bg_angle)), 0, 1)
-    a, b = np.asarray(p.bg_color_a), np.asarray(p.bg_color_b)
-    bg = a + (b - a) * t[..., None]
+    ca, sa = math.cos(p.bg_angle) / resolution, math.sin(p.bg_angle) / resolution
+    t = np.clip((x * ca + y * sa - 0.5 * (ca + sa) * resolution) * p.bg_gradient + 0.5, 0, 1)
     rng = np.random.default_rng(p.texture_seed)
-    tex = np.zeros((resolution, resolution), dtype=np.float32)
+    tex = np.zeros((resolution, resolution))
     for cells, weight in ((4, 1.0), (9, 0.5)):
-        grid = Image.fromarray(rng.standard_normal((cells, cells)).astype(np.float32), mode="F")
-        tex += weight * np.asarray(grid.resize((resolution, resolution), Image.Resampling.BICUBIC))
-    bg = bg * (1.0 + p.bg_texture * tex[..., None])
-    blobs = rng.uniform(0.0, 1.0, size=(_BG_BLOBS, 5))
-    for bx, by, br, bs, bc in blobs[: p.bg_blobs]:
-        d = np.hypot(x - (bx - 0.5), y - (by - 0.5)) / (0.05 + 0.15 * br)
-        disc = np.clip(1.5 - 1.5 * d, 0.0, 1.0)  # soft-edged disc
-        bg = bg + (0.05 + 0.1 * bs) * (1.0 if bc > 0.5 else -1.0) * disc[..., None]
+        interp = _smooth_upsampler(cells, resolution)
+        # einsum, not a BLAS matmul: no thread pool fighting the data-loader workers
+        tex += weight * np.einsum("ik,jk->ij", interp @ rng.standard_normal((cells, cells)), interp)
+    tex = (1.0 + p.bg_texture * tex).astype(np.float32)
+    glow = np.zeros((resolution, resolution), dtype=np.float32)
+    for bx, by, br, bs, bc in rng.uniform(0.0, 1.0, size=(_BG_BLOBS, 5))[: p.bg_blobs]:
+        radius = (0.05 + 0.15 * br) * resolution  # pixels
+        cx, cy = bx * resolution, by * resolution
+        x0, x1 = max(0, int(cx - radius)), min(resolution, int(cx + radius) + 1)
+        y0, y1 = max(0, int(cy - radius)), min(resolution, int(cy + radius) + 1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        d = np.hypot(x[y0:y1, x0:x1] - cx, y[y0:y1, x0:x1] - cy) / radius
+        sign = 1.0 if bc > 0.5 else -1.0
+        glow[y0:y1, x0:x1] += sign * (0.05 + 0.1 * bs) * np.clip(1.5 - 1.5 * d, 0.0, 1.0)
+    a = np.asarray(p.bg_color_a, dtype=np.float32)
+    b = np.asarray(p.bg_color_b, dtype=np.float32)
+    bg = (a + (b - a) * t.astype(np.float32)[..., None]) * tex[..., None] + glow[..., None]
     return np.clip(bg, 0.0, 1.0)
 
 
