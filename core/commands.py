@@ -62,6 +62,50 @@ def _lpips_metric(device: torch.device):
     return load_lpips(device)
 
 
+def _align_inputs(paths: list[Path], resolution: int, face_index: int, found: list) -> list:
+    """Load and FFHQ-align every photo before any inversion work → ``uint8 [R, R, 3]`` crops;
+    appends ``(AlignedFace, faces_found)`` per photo to ``found``."""
+    from idinvert.core.alignment import AlignmentUnavailableError, align_image, check_available
+    from idinvert.core.images import load_image
+    from tqdm.auto import tqdm
+
+    try:
+        check_available()
+    except AlignmentUnavailableError as exc:
+        raise AlignmentUnavailableError(f"{exc} (or pass --no-align)") from None
+    for path in tqdm(paths, desc="aligning", unit="image", disable=len(paths) < 2):
+        found.append(
+            align_image(load_image(path), resolution, face_index=face_index, name=str(path))
+        )
+    return [aligned.image for aligned, _ in found]
+
+
+def _write_alignment(
+    stage: Path,
+    stem: str,
+    path: Path,
+    aligned_found: tuple,
+    inv_u8: np.ndarray,
+    face_index: int,
+    paste_back: bool,
+) -> dict:
+    """Write ``<stem>_aligned.png`` (+ ``<stem>_full.png``); the summary's alignment entry."""
+    from idinvert.core.images import load_image
+
+    aligned, faces_found = aligned_found
+    save_png(aligned.image, stage / f"{stem}_aligned.png")
+    info = {
+        "aligned_png": f"{stem}_aligned.png",
+        "face_index": face_index,
+        "faces_found": faces_found,
+        **aligned.to_dict(),
+    }
+    if paste_back:
+        save_png(aligned.paste(inv_u8, load_image(path)), stage / f"{stem}_full.png")
+        info["full_png"] = f"{stem}_full.png"
+    return info
+
+
 @click.command("invert")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_option
@@ -104,6 +148,24 @@ def _lpips_metric(device: torch.device):
 )
 @device_option
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--align/--no-align",
+    default=None,
+    help="FFHQ-style face alignment of the photos first (needs idinvert[align]). "
+    "Default: on for models whose config says alignment 'ffhq', else off.",
+)
+@click.option(
+    "--face-index",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="With --align: which face when a photo has several (0 = largest, by decreasing size).",
+)
+@click.option(
+    "--paste-back",
+    is_flag=True,
+    help="With --align: blend the inversion back into the photo, written as <stem>_full.png.",
+)
 def invert_command(
     images: tuple[Path, ...],
     model_ref: str | None,
@@ -116,18 +178,31 @@ def invert_command(
     batch_size: int,
     device: str,
     seed: int,
+    align: bool | None,
+    face_index: int,
+    paste_back: bool,
 ) -> None:
     """Invert IMAGES into W+ codes (domain-guided encoder + in-domain optimization).
 
     Writes OUT/codes.npy (float32 [N, L, D], inputs in the given order), OUT/<stem>_enc.png
     (encoder reconstruction), OUT/<stem>_inv.png (final reconstruction) and OUT/summary.json.
+    With --align also OUT/<stem>_aligned.png (the face crop that was inverted) and, with
+    --paste-back, OUT/<stem>_full.png (the inversion blended into the photo, original size).
     """
     from tqdm.auto import tqdm
 
     paths = list(images)
     bundle = _load_model(model_ref, device)
     r = bundle.resolution
-    arrays = [load_for_model(p, r) for p in paths]  # validates every file before any work
+    if align is None:
+        align = bundle.config.image.alignment == "ffhq"
+    if not align and (paste_back or face_index):
+        raise click.UsageError("--paste-back and --face-index need --align")
+    aligned_faces: list = []  # per image (AlignedFace, faces found) when aligning
+    if align:
+        arrays = _align_inputs(paths, r, face_index, aligned_faces)
+    else:
+        arrays = [load_for_model(p, r) for p in paths]  # validates every file before any work
     settings = InversionSettings(steps, lr, pixel_weight, perceptual_weight, domain_weight)
     if steps > 0 and perceptual_weight > 0 and bundle.perceptual is None:
         raise click.ClickException(
@@ -165,6 +240,10 @@ def invert_command(
                 if steps
                 else {},
             }
+            if aligned_faces:
+                entry["alignment"] = _write_alignment(
+                    stage, stem, path, aligned_faces[i], inv_u8[i], face_index, paste_back
+                )
             if lpips_metric is not None:
                 entry["lpips"] = float(lpips_metric(inv_images[i : i + 1], targets[i : i + 1]))
                 entry["lpips_encoder"] = float(

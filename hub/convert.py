@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-
+from idinvert.core.boundaries import Boundary
 from idinvert.core.errors import ModelFormatError
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator, GeneratorConfig
@@ -42,7 +43,11 @@ def load_official_checkpoint(path: str | Path) -> StateDict:
             f"{path}: not a loadable PyTorch state dict ({first_line}). Expected an official "
             "IDInvert .pth file holding plain tensors."
         ) from None
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+    if (
+        isinstance(state, Mapping)
+        and "state_dict" in state
+        and isinstance(state["state_dict"], Mapping)
+    ):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
@@ -75,9 +80,15 @@ def infer_generator_config(state: StateDict, **overrides: object) -> GeneratorCo
     base reproducing every width), ``fused_scale`` from the weight layouts.
     """
     what = "generator checkpoint"
-    outputs = [int(m.group(1)) for k in state if (m := re.fullmatch(r"synthesis\.output(\d+)\.conv\.weight", k))]
+    outputs = [
+        int(m.group(1))
+        for k in state
+        if (m := re.fullmatch(r"synthesis\.output(\d+)\.conv\.weight", k))
+    ]
     if not outputs:
-        raise ModelFormatError(f"{what}: no 'synthesis.output*.conv.weight' key; not a StyleGAN generator")
+        raise ModelFormatError(
+            f"{what}: no 'synthesis.output*.conv.weight' key; not a StyleGAN generator"
+        )
     resolution = 4 * 2 ** max(outputs)
     num_layers = 2 * (int(math.log2(resolution)) - 1)
     z_dim = _shape(state, "mapping.dense0.fc.weight", what)[1]
@@ -99,11 +110,17 @@ def infer_generator_config(state: StateDict, **overrides: object) -> GeneratorCo
         widths[res] = shape[3] if fused[res] else shape[0]
     fmaps_max = widths[4]
     fmaps_base = next(
-        (b for b in sorted({w * r for r, w in widths.items()}) if all(min(b // r, fmaps_max) == w for r, w in widths.items())),
+        (
+            b
+            for b in sorted({w * r for r, w in widths.items()})
+            if all(min(b // r, fmaps_max) == w for r, w in widths.items())
+        ),
         None,
     )
     if fmaps_base is None:
-        raise ModelFormatError(f"{what}: channel widths {widths} follow no min(base // res, max) rule")
+        raise ModelFormatError(
+            f"{what}: channel widths {widths} follow no min(base // res, max) rule"
+        )
     if all(f == (r >= 128) for r, f in fused.items()):
         fused_scale: object = "auto"
     elif all(fused.values()):
@@ -113,10 +130,18 @@ def infer_generator_config(state: StateDict, **overrides: object) -> GeneratorCo
     else:
         raise ModelFormatError(f"{what}: unsupported mix of fused up-convolutions {fused}")
     if "synthesis.lod" in state and float(state["synthesis.lod"]) != 0.0:
-        raise ModelFormatError(f"{what}: synthesis.lod = {float(state['synthesis.lod'])}; only lod 0 is supported")
+        raise ModelFormatError(
+            f"{what}: synthesis.lod = {float(state['synthesis.lod'])}; only lod 0 is supported"
+        )
     kwargs: dict[str, object] = dict(
-        resolution=resolution, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
-        mapping_hidden_dim=hidden, fmaps_base=fmaps_base, fmaps_max=fmaps_max, fused_scale=fused_scale,
+        resolution=resolution,
+        z_dim=z_dim,
+        w_dim=w_dim,
+        mapping_layers=mapping_layers,
+        mapping_hidden_dim=hidden,
+        fmaps_base=fmaps_base,
+        fmaps_max=fmaps_max,
+        fused_scale=fused_scale,
     )
     kwargs.update(overrides)
     return GeneratorConfig(**kwargs)  # type: ignore[arg-type]
@@ -137,13 +162,19 @@ def infer_encoder_config(state: StateDict, num_layers: int | None = None) -> Enc
     cap = max(widths)
     for i, w in enumerate(widths):
         if w != min(base * 2**i, cap):
-            raise ModelFormatError(f"{what}: block widths {widths} do not double from {base} up to a cap")
+            raise ModelFormatError(
+                f"{what}: block widths {widths} do not double from {base} up to a cap"
+            )
     layers = num_layers if num_layers is not None else 2 * (n - 1)
     if fc_out % layers:
         raise ModelFormatError(f"{what}: output width {fc_out} is not a multiple of L = {layers}")
     return EncoderConfig(
-        resolution=resolution, w_dim=fc_out // layers, num_layers=layers if num_layers is not None else None,
-        channels_base=base, channels_max=cap, image_channels=image_channels,
+        resolution=resolution,
+        w_dim=fc_out // layers,
+        num_layers=layers if num_layers is not None else None,
+        channels_base=base,
+        channels_max=cap,
+        image_channels=image_channels,
     )
 
 
@@ -165,7 +196,9 @@ def _check_keys(
     if missing or shape_errors:
         parts = []
         if missing:
-            parts.append(f"missing keys: {', '.join(missing[:12])}" + (" ..." if len(missing) > 12 else ""))
+            parts.append(
+                f"missing keys: {', '.join(missing[:12])}" + (" ..." if len(missing) > 12 else "")
+            )
         if shape_errors:
             parts.append("wrong shapes: " + "; ".join(shape_errors[:8]))
         raise ModelFormatError(f"{what}: " + " | ".join(parts))
@@ -179,7 +212,9 @@ _GENERATOR_DROPPABLE = re.compile(
 _ENCODER_BATCH_COUNTERS = re.compile(r".*num_batches_tracked")
 
 
-def convert_generator(state: StateDict, config: GeneratorConfig | None = None) -> tuple[Generator, GeneratorConfig]:
+def convert_generator(
+    state: StateDict, config: GeneratorConfig | None = None
+) -> tuple[Generator, GeneratorConfig]:
     """Load an official generator state dict into a :class:`Generator`.
 
     Dead progressive-growing ToRGBs, ``lod``, blur kernels and truncation coefficients are
@@ -190,13 +225,15 @@ def convert_generator(state: StateDict, config: GeneratorConfig | None = None) -
     clean = _check_keys(net, state, "generator checkpoint")
     unexpected = sorted(k for k in set(state) - set(clean) if not _GENERATOR_DROPPABLE.fullmatch(k))
     if unexpected:
-        raise ModelFormatError(f"generator checkpoint: unexpected keys: {', '.join(unexpected[:12])}")
+        raise ModelFormatError(
+            f"generator checkpoint: unexpected keys: {', '.join(unexpected[:12])}"
+        )
     net.load_state_dict(clean, strict=True)
     return net.eval(), config
 
 
 def convert_encoder(state: StateDict, num_layers: int) -> tuple[Encoder, EncoderConfig]:
-    """Load an official encoder state dict into an :class:`Encoder` producing ``num_layers`` codes."""
+    """Load an official encoder state dict into an :class:`Encoder` with ``num_layers`` codes."""
     config = infer_encoder_config(state, num_layers)
     net = Encoder(config)
     clean = _check_keys(net, state, "encoder checkpoint", optional=_ENCODER_BATCH_COUNTERS)
@@ -209,15 +246,56 @@ def convert_encoder(state: StateDict, num_layers: int) -> tuple[Encoder, Encoder
 
 def convert_perceptual(state: StateDict, config: PerceptualConfig | None = None) -> PerceptualNet:
     """Load the official Keras-converted ``vgg16.pth`` (``layer{i}.weight/bias``) up to conv4_3."""
-    net = PerceptualNet(config or PerceptualConfig(preprocessing="caffe", source="official vgg16.pth"))
+    net = PerceptualNet(
+        config or PerceptualConfig(preprocessing="caffe", source="official vgg16.pth")
+    )
     clean = _check_keys(net, state, "perceptual (vgg16) checkpoint")
     allowed = {f"layer{i}.{p}" for i in (24, 26, 28) for p in ("weight", "bias")}
     unexpected = sorted(set(state) - set(clean) - allowed)
     if unexpected:
-        raise ModelFormatError(f"perceptual (vgg16) checkpoint: unexpected keys: {', '.join(unexpected[:12])}")
+        raise ModelFormatError(
+            f"perceptual (vgg16) checkpoint: unexpected keys: {', '.join(unexpected[:12])}"
+        )
     net.load_state_dict(clean, strict=True)
     assert len(clean) == 2 * len(CONV_INDICES)
     return net.eval()
+
+
+def read_boundaries(folder: str | Path, num_layers: int, w_dim: int) -> list[tuple[Path, Boundary]]:
+    """Read every boundary in ``folder`` (official ``.npy`` or our ``.safetensors``) for a model
+    with ``[num_layers, w_dim]`` codes; directions come back as ``[num_layers, w_dim]``.
+
+    Official ``.npy`` files are pickles: they are read with a restricted unpickler that can only
+    rebuild numpy arrays (see :func:`idinvert.core.boundaries.read_npy_restricted`).
+
+    Raises:
+        ModelFormatError: no boundary file, an unreadable/refused file, or a boundary whose shape
+            or default layers do not fit the model (the message names the file).
+    """
+    from idinvert.core.boundaries import load_boundary
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".npy", ".safetensors"))
+    if not files:
+        raise ModelFormatError(f"{folder}: no boundary files (*.npy, *.safetensors) found")
+    out = []
+    for f in files:
+        b = load_boundary(f)
+        rows, dim = b.direction.shape
+        if dim != w_dim or rows not in (1, num_layers):
+            raise ModelFormatError(
+                f"{f}: boundary is [{rows}, {dim}] but the model's W+ codes are "
+                f"[{num_layers}, {w_dim}]; boundaries must come from the same model"
+            )
+        b.direction = b.layerwise(num_layers)
+        if not b.layers:
+            b.layers = list(range(num_layers))
+        if max(b.layers) >= num_layers:
+            raise ModelFormatError(
+                f"{f}: default layers {b.layers} exceed the model's L = {num_layers}"
+            )
+        out.append((f, b))
+    return out
 
 
 def convert_checkpoints(
@@ -250,8 +328,14 @@ def convert_checkpoints(
     Returns:
         The written directory.
     """
-    from idinvert.core.boundaries import load_official_boundary, save_boundary
-    from idinvert.core.modeldir import BOUNDARY_DIR, ImageConfig, ModelBundle, ModelConfig, save_model_dir
+    from idinvert.core.boundaries import save_boundary
+    from idinvert.core.modeldir import (
+        BOUNDARY_DIR,
+        ImageConfig,
+        ModelBundle,
+        ModelConfig,
+        save_model_dir,
+    )
 
     out_dir = Path(out_dir)
     g_state = load_official_checkpoint(generator_path)
@@ -273,23 +357,16 @@ def convert_checkpoints(
     }
     if perceptual_path is not None:
         perceptual = convert_perceptual(load_official_checkpoint(perceptual_path))
-        sources["perceptual"] = {"file": Path(perceptual_path).name, "sha256": sha256_of_file(perceptual_path)}
+        sources["perceptual"] = {
+            "file": Path(perceptual_path).name,
+            "sha256": sha256_of_file(perceptual_path),
+        }
     boundaries = []
     if boundaries_dir is not None:
-        files = sorted(Path(boundaries_dir).glob("*.npy"))
-        if not files:
-            raise ModelFormatError(f"{boundaries_dir}: no boundary .npy files found")
-        for f in files:
-            b = load_official_boundary(f)
-            b.direction = b.layerwise(g_config.num_layers) if b.direction.shape[0] != 1 else b.direction
-            if b.direction.shape[-1] != g_config.w_dim:
-                raise ModelFormatError(f"{f}: boundary dim {b.direction.shape[-1]} != w dim {g_config.w_dim}")
-            if not b.layers:
-                b.layers = list(range(g_config.num_layers))
-            if max(b.layers) >= g_config.num_layers:
-                raise ModelFormatError(f"{f}: layers {b.layers} exceed the model's {g_config.num_layers}")
-            boundaries.append(b)
-        sources["boundaries"] = {b.name: b.source for b in boundaries}
+        boundaries = read_boundaries(boundaries_dir, g_config.num_layers, g_config.w_dim)
+        sources["boundaries"] = {
+            b.name: {"file": f.name, "sha256": sha256_of_file(f)} for f, b in boundaries
+        }
     stem = Path(generator_path).name.lower()
     if alignment is None and ("ffhq" in stem or "face" in stem):
         alignment = "ffhq"
@@ -300,13 +377,21 @@ def convert_checkpoints(
         encoder=e_config,
         perceptual=perceptual.config if perceptual is not None else None,
         image=ImageConfig(resolution=g_config.resolution, alignment=alignment),
-        provenance={"converted_from": sources, "paper": "arXiv:2004.00049", "tool": "idinvert convert"},
+        provenance={
+            "converted_from": sources,
+            "paper": "arXiv:2004.00049",
+            "tool": "idinvert convert",
+        },
     )
-    bundle = ModelBundle(config, generator, encoder, perceptual)
-    written = save_model_dir(bundle, out_dir, overwrite=overwrite)
-    if boundaries:
-        folder = written / BOUNDARY_DIR
-        folder.mkdir(exist_ok=True)
-        for b in boundaries:
-            save_boundary(b, folder / f"{b.name}.safetensors")
-    return written
+    with tempfile.TemporaryDirectory(prefix="idinvert-boundaries-") as staging:
+        # save_model_dir copies <bundle.path>/boundaries into its atomic staging folder, so the
+        # model directory appears complete (boundaries included) or not at all.
+        if boundaries:
+            folder = Path(staging) / BOUNDARY_DIR
+            folder.mkdir()
+            for _, b in boundaries:
+                save_boundary(b, folder / f"{b.name}.safetensors")
+        bundle = ModelBundle(
+            config, generator, encoder, perceptual, Path(staging) if boundaries else None
+        )
+        return save_model_dir(bundle, out_dir, overwrite=overwrite)

@@ -1,11 +1,14 @@
 """Model references → local model directories.
 
-A reference is one of:
+A reference is one of (checked in this order):
 
-* ``None`` / ``""`` — the bundled default model;
-* a built-in registry name (``idinvert models`` lists them);
-* a path to a local model directory (contains ``config.json``);
-* a Hugging Face Hub repo id ``owner/name[@revision]``.
+1. ``None`` / ``""`` — the bundled default model (``faces64``);
+2. a path to an existing local model directory (holds ``config.json``);
+3. a registry name (``idinvert models`` lists them): a bundled model, an official model or a
+   user-defined name — official and user names resolve through a setting
+   (``IDINVERT_MODEL_<NAME>`` or ``[models]`` in the config file) to another reference;
+4. a Hugging Face Hub repo id ``owner/name[@revision]`` (downloaded into huggingface_hub's cache,
+   see :mod:`idinvert.hub.download`).
 """
 
 from __future__ import annotations
@@ -14,49 +17,79 @@ import re
 from pathlib import Path
 
 from idinvert.core.errors import ModelNotFoundError
+from idinvert.hub import registry, settings
+from idinvert.hub.registry import BUNDLED_DIR, DEFAULT_MODEL, bundled_models
 
-BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
-DEFAULT_MODEL = "faces64"
-_REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+))?$")
+__all__ = [
+    "BUNDLED_DIR",
+    "DEFAULT_MODEL",
+    "bundled_models",
+    "parse_repo_reference",
+    "resolve_model",
+]
 
-
-def bundled_models() -> dict[str, Path]:
-    """Name → directory of the models shipped inside the package."""
-    if not BUNDLED_DIR.is_dir():
-        return {}
-    return {p.name: p for p in sorted(BUNDLED_DIR.iterdir()) if (p / "config.json").is_file()}
+_REPO_ID = re.compile(
+    r"^(?P<repo>[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95})(?:@(?P<rev>[\w./-]{1,200}))?$"
+)
 
 
 def parse_repo_reference(ref: str) -> tuple[str, str | None] | None:
     """``"owner/name@rev"`` → ``("owner/name", "rev")``; ``None`` if not a repo id."""
-    m = _REPO_ID.match(ref)
-    return (m.group("repo"), m.group("rev")) if m else None
+    m = _REPO_ID.match(ref.strip())
+    if not m or ".." in m.group("repo") or (m.group("rev") or "").startswith("/"):
+        return None
+    return m.group("repo"), m.group("rev")
 
 
-def resolve_model(ref: str | Path | None = None) -> Path:
+def _local_dir(path: Path) -> Path:
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{path}: a directory but not an idinvert model (no config.json)")
+    return path
+
+
+def resolve_model(ref: str | Path | None = None, *, _depth: int = 0) -> Path:
     """Resolve a model reference to a local model directory (downloading if needed).
 
     Raises:
         ModelNotFoundError: with a one-line message saying what was tried and what to do.
     """
-    if ref is None or str(ref) == "":
-        ref = DEFAULT_MODEL
-    text = str(ref)
+    text = "" if ref is None else str(ref).strip()
+    if not text:
+        text = DEFAULT_MODEL
     path = Path(text).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path}: a directory but not an idinvert model (no config.json)")
-        return path
+        return _local_dir(path)
     bundled = bundled_models()
     if text in bundled:
         return bundled[text]
+    configured = settings.configured_model(text) or settings.configured_models().get(text)
+    if configured is not None:
+        target, origin = configured
+        if _depth > 4 or target.strip() == text:
+            raise ModelNotFoundError(f"model {text!r}: {origin} points to itself (a loop)")
+        try:
+            return resolve_model(target, _depth=_depth + 1)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"model {text!r} (set by {origin}): {exc}") from None
+    if text in registry.OFFICIAL_MODELS:
+        raise ModelNotFoundError(registry.unconfigured_message(registry.OFFICIAL_MODELS[text]))
+    if text == DEFAULT_MODEL:
+        raise ModelNotFoundError(
+            f"the bundled default model {DEFAULT_MODEL!r} is not installed in this copy of "
+            f"idinvert ({BUNDLED_DIR / DEFAULT_MODEL} is missing): pass --model with a model "
+            "directory or a Hub repo id owner/name[@revision] (see `idinvert models`)"
+        )
     repo = parse_repo_reference(text)
     if repo is not None and not path.exists():
         from idinvert.hub.download import download_model
 
         return download_model(repo[0], repo[1])
-    known = ", ".join(sorted(bundled)) or "none installed"
+    if path.exists():
+        raise ModelNotFoundError(
+            f"{path}: not a model directory (a model is a folder with config.json)"
+        )
+    known = ", ".join(e.name for e in registry.list_entries())
     raise ModelNotFoundError(
-        f"model {text!r} not found: not a model directory, not a built-in name ({known}) and "
+        f"model {text!r} not found: not a local directory, not a registry name ({known}) and "
         "not a Hub repo id of the form owner/name[@revision]"
     )

@@ -877,7 +877,8 @@ def train_gan(
 
     Returns:
         Summary: ``step``, ``nimg``, ``kimg``, ``stopped`` (interrupted by a signal), the last
-        logged statistics under ``last``, and ``run_dir``.
+        logged statistics under ``last``, ``run_dir``, and ``state`` (this rank's
+        :class:`TrainState`: networks and optimizers, e.g. to continue in memory).
     """
     run_dir = Path(run_dir)
     ctx = DistContext.from_env()
@@ -926,7 +927,8 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
 
     same_world = ckpt is not None and int(ckpt["world_size"]) == ctx.world
     if same_world:
-        torch.set_rng_state(ckpt["rng"][ctx.rank])
+        # clone(): set_rng_state misreads a row view with a storage offset (torch 2.14).
+        torch.set_rng_state(ckpt["rng"][ctx.rank].clone())
     else:
         torch.manual_seed(cfg.seed * 1000 + 1 + ctx.rank + (state.step if ckpt else 0))
 
@@ -998,7 +1000,7 @@ def _loop(
                 break
     bar.close()
     return {"step": state.step, "nimg": state.nimg, "kimg": state.nimg / 1000,
-            "stopped": stopped, "last": last, "run_dir": str(run_dir)}
+            "stopped": stopped, "last": last, "run_dir": str(run_dir), "state": state}
 
 
 def _log(

@@ -1,0 +1,189 @@
+"""The demo's work, without any Gradio: every UI callback is a thin call into this module,
+which itself only composes core/plugins functions. Keeping it UI-free makes it testable and
+lets the Space and the local app share it.
+
+Session state is a plain dict (Gradio keeps one per browser session)::
+
+    {"codes": float32 [1, L, D], "image": uint8 [R, R, 3], "name": str,
+     "init_codes": float32 [1, L, D] | None}
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from idinvert.core.edit import EditInputs, EditOperation, EditResult, Layout, run_edit, synthesize_result
+from idinvert.core.images import load_image, resize_to_model, to_tensor, to_uint8
+from idinvert.core.inversion import InversionSettings, StepCallback, invert, synthesize
+from idinvert.core.modeldir import ModelBundle
+
+Session = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DemoLimits:
+    """Server-side caps (enforced for the UI and the API alike).
+
+    Attributes:
+        max_steps: most optimisation steps per inversion.
+        default_steps: steps preselected in the UI.
+        max_upload_mb: largest upload accepted by the server.
+        max_pixels: largest decoded image (width × height).
+        max_contexts: most context images for diffusion.
+        concurrency: inversions/edits running at once (the queue holds the rest).
+    """
+
+    max_steps: int = 300
+    default_steps: int = 100
+    max_upload_mb: int = 10
+    max_pixels: int = 25_000_000
+    max_contexts: int = 4
+    concurrency: int = 2
+
+
+class DemoError(ValueError):
+    """A user-facing error (shown in the UI, returned through the API)."""
+
+
+def prepare_image(bundle: ModelBundle, path: str | Path | None, limits: DemoLimits, what: str = "image") -> np.ndarray:
+    """Validate and resize an uploaded file → ``uint8 [R, R, 3]``."""
+    if path is None or str(path) == "":
+        raise DemoError(f"no {what}: upload a photo, take one with the webcam, or pick an example")
+    image = load_image(path)
+    h, w = image.shape[:2]
+    if h * w > limits.max_pixels:
+        raise DemoError(f"{what} is {w}×{h}; this demo accepts up to {limits.max_pixels / 1e6:.0f} MP")
+    return resize_to_model(image, bundle.resolution)
+
+
+def check_steps(steps: float | int | None, limits: DemoLimits) -> int:
+    """Steps as an int within ``0..max_steps``."""
+    if steps is None:
+        return limits.default_steps
+    steps_int = int(steps)
+    if steps_int != steps or not 0 <= steps_int <= limits.max_steps:
+        raise DemoError(f"steps must be an integer in 0..{limits.max_steps}, got {steps}")
+    return steps_int
+
+
+@dataclass
+class InversionOutput:
+    """What the invert action shows: images uint8 ``[R, R, 3]``, metrics and the loss curve."""
+
+    target: np.ndarray
+    encoder_image: np.ndarray
+    final_image: np.ndarray
+    codes: np.ndarray
+    init_codes: np.ndarray
+    mse_encoder: float
+    mse: float
+    lpips: float | None
+    lpips_encoder: float | None
+    seconds: float
+    history: dict[str, np.ndarray]
+
+
+def invert_image(
+    bundle: ModelBundle,
+    image: np.ndarray,
+    steps: int,
+    callback: StepCallback | None = None,
+    lpips_metric: Any = None,
+) -> InversionOutput:
+    """In-domain inversion of one ``uint8 [R, R, 3]`` image with the official objective."""
+    settings = InversionSettings(steps=steps)
+    if steps > 0 and bundle.perceptual is None:
+        settings = settings.with_(perceptual_weight=0.0)
+    x = to_tensor(image)
+    result = invert(bundle, x, settings, callback=callback)
+    enc = synthesize(bundle, result.init_codes)
+    fin = synthesize(bundle, result.codes)
+    lp = lp_enc = None
+    if lpips_metric is not None:
+        lp = float(lpips_metric(fin, x))
+        lp_enc = float(lpips_metric(enc, x))
+    return InversionOutput(
+        target=image,
+        encoder_image=to_uint8(enc)[0],
+        final_image=to_uint8(fin)[0],
+        codes=result.codes.numpy(),
+        init_codes=result.init_codes.numpy(),
+        mse_encoder=float((enc - x).square().mean()),
+        mse=float((fin - x).square().mean()),
+        lpips=lp,
+        lpips_encoder=lp_enc,
+        seconds=result.seconds,
+        history=result.history,
+    )
+
+
+def sample_code(bundle: ModelBundle, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random truncated code ``[1, L, D]`` and its image ``uint8 [R, R, 3]``."""
+    g = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(1, bundle.config.generator.z_dim, generator=g)
+    with torch.no_grad():
+        wp = bundle.generator.z_to_wp(z.to(bundle.device)).float().cpu()
+    return wp.numpy(), to_uint8(synthesize(bundle, wp))[0]
+
+
+def require_codes(session: Session | None) -> np.ndarray:
+    if not session or session.get("codes") is None:
+        raise DemoError("invert a photo or draw a random sample first")
+    return np.asarray(session["codes"], dtype=np.float32)
+
+
+def quick_edit(bundle: ModelBundle, codes: np.ndarray, boundaries: dict[str, Any], strengths: dict[str, float]) -> np.ndarray:
+    """Move ``codes [1, L, D]`` along several boundaries at once (each on its default layers)
+    and synthesize → ``uint8 [R, R, 3]``. Only synthesis runs: fast enough for live sliders."""
+    L = bundle.num_layers
+    edited = codes.astype(np.float32).copy()
+    for name, strength in strengths.items():
+        if not strength:
+            continue
+        b = boundaries[name]
+        layers = b.layers or list(range(L))
+        edited[:, layers] += float(strength) * b.layerwise(L)[layers]
+    return to_uint8(synthesize(bundle, torch.from_numpy(edited)))[0]
+
+
+def run_operation(
+    bundle: ModelBundle,
+    op: EditOperation,
+    inputs: dict[str, np.ndarray],
+    params: dict[str, Any],
+    progress: Any = None,
+) -> tuple[EditResult, np.ndarray]:
+    """Run an edit operation and render its codes → (result, uint8 ``[..., R, R, 3]``)."""
+    result = run_edit(op, bundle, EditInputs(inputs), params, progress=progress)
+    return result, synthesize_result(bundle, result)
+
+
+def result_frames(result: EditResult, images: np.ndarray) -> list[tuple[np.ndarray, str]]:
+    """Flatten rendered results into (image, caption) pairs for a gallery."""
+    frames = []
+    if result.layout is Layout.BATCH:
+        for name, img in zip(result.item_names(), images, strict=True):
+            frames.append((img, name))
+    elif result.layout is Layout.SEQUENCES:
+        for name, seq in zip(result.item_names(), images, strict=True):
+            for s, img in enumerate(seq):
+                frames.append((img, f"{name} · {s}"))
+    else:
+        cols = result.column_item_names()
+        for rname, row in zip(result.item_names(), images, strict=True):
+            for cname, img in zip(cols, row, strict=True):
+                frames.append((img, f"style {rname} × content {cname}"))
+    return frames
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds)``."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start

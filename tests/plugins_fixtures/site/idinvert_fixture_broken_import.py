@@ -1,0 +1,3 @@
+"""A plugin that fails to import."""
+
+raise RuntimeError("fixture plugin exploded at import")
