@@ -31,6 +31,7 @@ import importlib
 import importlib.util
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,9 @@ DETECT_MAX_SIDE = 1024
 MIN_SCORE = 0.3
 #: Version of the transform dict written by :meth:`AlignTransform.to_dict`.
 TRANSFORM_VERSION = 1
+
+# dlib's detector/predictor objects are shared; calls are serialised (a web demo's threads).
+_DLIB_LOCK = threading.Lock()
 
 
 class AlignmentUnavailableError(IdinvertError, RuntimeError):
@@ -150,7 +154,7 @@ def is_available() -> bool:
 # Detection
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Face:
     """One detected face.
 
@@ -235,18 +239,25 @@ def detect_faces(
         small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
     small = np.ascontiguousarray(small)
     full = np.ascontiguousarray(image)
-    rects, scores, _ = detector.run(small, upsample, 0.0)
-    found = [(r, float(s)) for r, s in zip(rects, scores, strict=True) if s >= min_score]
     sx, sy = w / small.shape[1], h / small.shape[0]
     faces = []
-    for rect, score in found:
-        box = (rect.left() * sx, rect.top() * sy, (rect.right() + 1) * sx, (rect.bottom() + 1) * sy)
-        full_rect = dlib.rectangle(
-            round(box[0]), round(box[1]), round(box[2]) - 1, round(box[3]) - 1
-        )
-        shape = predictor(full, full_rect)
-        lm = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-        faces.append(Face(bbox=box, landmarks=lm, score=score))
+    with _DLIB_LOCK:
+        rects, scores, _ = detector.run(small, upsample, 0.0)
+        for rect, score in zip(rects, scores, strict=True):
+            if score < min_score:
+                continue
+            box = (
+                rect.left() * sx,
+                rect.top() * sy,
+                (rect.right() + 1) * sx,
+                (rect.bottom() + 1) * sy,
+            )
+            full_rect = dlib.rectangle(
+                round(box[0]), round(box[1]), round(box[2]) - 1, round(box[3]) - 1
+            )
+            shape = predictor(full, full_rect)
+            lm = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+            faces.append(Face(bbox=box, landmarks=lm, score=float(score)))
     faces.sort(key=lambda f: (-f.area, f.bbox[0], f.bbox[1]))
     return faces
 
@@ -304,7 +315,7 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AlignTransform:
     """Where an aligned crop lies in its original photo (a similarity transform).
 
@@ -364,7 +375,7 @@ class AlignTransform:
         return cls(quad=quad, image_size=(w, h), method=method)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AlignedFace:
     """An aligned face crop and how to put results back into the photo.
 

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from idinvert.core.boundaries import Boundary, load_boundary, model_boundaries, parse_layers
 from idinvert.core.errors import IdinvertError
 
@@ -161,8 +160,12 @@ _SLOTS: dict[InputKind, tuple[InputSlot, ...]] = {
         InputSlot("content", SlotType.CODES, "Content codes .npy: [C, L, D] (grid columns)."),
     ),
     InputKind.IMAGE_AND_CONTEXTS: (
-        InputSlot("target", SlotType.IMAGES, "Target image(s) whose crop is pasted.", multiple=True),
-        InputSlot("context", SlotType.IMAGES, "Context image(s) receiving the crop.", multiple=True),
+        InputSlot(
+            "target", SlotType.IMAGES, "Target image(s) whose crop is pasted.", multiple=True
+        ),
+        InputSlot(
+            "context", SlotType.IMAGES, "Context image(s) receiving the crop.", multiple=True
+        ),
     ),
 }
 
@@ -202,6 +205,9 @@ def index_names(n: int) -> list[str]:
 def check_inputs(kind: InputKind, inputs: EditInputs, bundle: ModelBundle) -> None:
     """Check that ``inputs`` has every slot of ``kind`` with model-compatible shapes.
 
+    Normalises in place: a single code ``[L, D]`` becomes ``[1, L, D]``, floating codes become
+    float32, a single image ``[R, R, 3]`` becomes ``[1, R, R, 3]``.
+
     Raises:
         InputError: naming the slot (wrong rank, codes of another model, N mismatch, ...).
     """
@@ -215,7 +221,9 @@ def check_inputs(kind: InputKind, inputs: EditInputs, bundle: ModelBundle) -> No
             if arr.ndim == 2:
                 arr = inputs.arrays[slot.name] = arr[None]
             if arr.ndim != 3:
-                raise InputError(slot.name, f"codes must be [N, {L}, {D}], got shape {list(arr.shape)}")
+                raise InputError(
+                    slot.name, f"codes must be [N, {L}, {D}], got shape {list(arr.shape)}"
+                )
             if tuple(arr.shape[1:]) != (L, D):
                 raise InputError(
                     slot.name,
@@ -230,7 +238,8 @@ def check_inputs(kind: InputKind, inputs: EditInputs, bundle: ModelBundle) -> No
                 arr = inputs.arrays[slot.name] = arr[None]
             if arr.dtype != np.uint8 or arr.ndim != 4 or tuple(arr.shape[1:]) != (R, R, 3):
                 raise InputError(
-                    slot.name, f"images must be uint8 [N, {R}, {R}, 3], got {arr.dtype} {list(arr.shape)}"
+                    slot.name,
+                    f"images must be uint8 [N, {R}, {R}, 3], got {arr.dtype} {list(arr.shape)}",
                 )
         if len(arr) == 0:
             raise InputError(slot.name, "no items given")
@@ -241,7 +250,8 @@ def check_inputs(kind: InputKind, inputs: EditInputs, bundle: ModelBundle) -> No
             m = len(inputs[slot.name])
             if m != n:
                 raise InputError(
-                    slot.name, f"has {m} code(s) but {first.name} has {n}: they are paired one to one"
+                    slot.name,
+                    f"has {m} code(s) but {first.name} has {n}: they are paired one to one",
                 )
 
 
@@ -314,19 +324,26 @@ class Param:
         if not _PARAM_NAME.match(self.name):
             raise ValueError(f"parameter name {self.name!r} must be snake_case (e.g. 'center_x')")
         if self.name in RESERVED_NAMES:
-            raise ValueError(f"parameter name {self.name!r} is reserved for the CLI's common options")
+            raise ValueError(
+                f"parameter name {self.name!r} is reserved for the CLI's common options"
+            )
         object.__setattr__(self, "type", ParamType(self.type))
         object.__setattr__(self, "choices", tuple(self.choices))
         if self.type is ParamType.CHOICE and not self.choices:
             raise ValueError(f"parameter {self.name!r}: a choice parameter needs choices")
         if self.choices and self.type is not ParamType.CHOICE:
             raise ValueError(f"parameter {self.name!r}: choices are only for type 'choice'")
-        if (self.min is not None or self.max is not None) and self.type not in (ParamType.INT, ParamType.FLOAT):
+        if (self.min is not None or self.max is not None) and self.type not in (
+            ParamType.INT,
+            ParamType.FLOAT,
+        ):
             raise ValueError(f"parameter {self.name!r}: min/max are only for int and float")
         if self.required and self.default is not None:
             raise ValueError(f"parameter {self.name!r}: required parameters have no default")
         if self.type is ParamType.BOOL and not isinstance(self.default, bool):
-            raise ValueError(f"parameter {self.name!r}: a bool parameter needs a True/False default")
+            raise ValueError(
+                f"parameter {self.name!r}: a bool parameter needs a True/False default"
+            )
         static = not callable(self.default) and self.default is not None
         bounds_static = not callable(self.min) and not callable(self.max)
         if static and bounds_static and self.type is not ParamType.BOUNDARY:
@@ -355,7 +372,9 @@ class Param:
             return self.default(bundle)
         return self.default
 
-    def bounds_for(self, bundle: ModelBundle | None) -> tuple[float | int | None, float | int | None]:
+    def bounds_for(
+        self, bundle: ModelBundle | None
+    ) -> tuple[float | int | None, float | int | None]:
         """Inclusive ``(min, max)`` for ``bundle`` (``None`` = unbounded / unknown)."""
 
         def value(b: Bound) -> float | int | None:
@@ -420,7 +439,9 @@ def _coerce(param: Param, value: Any, bundle: ModelBundle | None) -> Any:
                 value = float(value.strip())
             except ValueError:
                 raise ParamError(name, f"expected a number, got {value!r}") from None
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
             raise ParamError(name, f"expected a number, got {value!r}")
         value = float(value)
         if not math.isfinite(value):
@@ -470,7 +491,9 @@ def _load_boundary_file(path: Path) -> Boundary:
         if arr.ndim == 1:
             arr = arr[None]
         if arr.ndim != 2 or not np.all(np.isfinite(arr)):
-            raise ValueError(f"{path}: boundary must be finite [1, L, D], [L, D] or [D], got {list(arr.shape)}")
+            raise ValueError(
+                f"{path}: boundary must be finite [1, L, D], [L, D] or [D], got {list(arr.shape)}"
+            )
         return Boundary(path.stem, arr.astype(np.float32), [], f"official {path.name}")
     return load_boundary(path)
 
@@ -512,7 +535,9 @@ def _resolve_boundary(param: Param, value: Any, bundle: ModelBundle | None) -> B
             )
         bad = [i for i in boundary.layers if not 0 <= i < L]
         if bad:
-            raise ParamError(name, f"boundary '{boundary.name}' default layers {bad} are outside 0..{L - 1}")
+            raise ParamError(
+                name, f"boundary '{boundary.name}' default layers {bad} are outside 0..{L - 1}"
+            )
     return boundary
 
 
@@ -589,20 +614,31 @@ def check_result(op: EditOperation, result: EditResult, bundle: ModelBundle) -> 
     L, D = bundle.code_shape
     rank = layout.code_rank + 2
     if codes.ndim != rank or tuple(codes.shape[-2:]) != (L, D) or codes.size == 0:
-        raise EditError(f"{who} returned codes {list(codes.shape)}; layout '{layout.value}' needs rank {rank} "
-                        f"ending in [{L}, {D}]")
+        raise EditError(
+            f"{who} returned codes {list(codes.shape)}; layout '{layout.value}' needs rank {rank} "
+            f"ending in [{L}, {D}]"
+        )
     if not np.issubdtype(codes.dtype, np.floating) or not np.all(np.isfinite(codes)):
         raise EditError(f"{who} returned non-finite or non-float codes")
     result.codes = codes.astype(np.float32, copy=False)
     result.layout = layout
     if result.names is not None and len(result.names) != codes.shape[0]:
         raise EditError(f"{who}: {len(result.names)} names for {codes.shape[0]} items")
-    if result.column_names is not None and (layout is not Layout.GRID or len(result.column_names) != codes.shape[1]):
+    if result.column_names is not None and (
+        layout is not Layout.GRID or len(result.column_names) != codes.shape[1]
+    ):
         raise EditError(f"{who}: column_names must match the grid's columns")
     for label, imgs in result.extra_images.items():
         imgs = np.asarray(imgs)
-        if imgs.dtype != np.uint8 or imgs.ndim != 4 or imgs.shape[0] != codes.shape[0] or imgs.shape[-1] != 3:
-            raise EditError(f"{who}: extra image set {label!r} must be uint8 [{codes.shape[0]}, H, W, 3]")
+        if (
+            imgs.dtype != np.uint8
+            or imgs.ndim != 4
+            or imgs.shape[0] != codes.shape[0]
+            or imgs.shape[-1] != 3
+        ):
+            raise EditError(
+                f"{who}: extra image set {label!r} must be uint8 [{codes.shape[0]}, H, W, 3]"
+            )
     for key, arr in result.arrays.items():
         if not re.match(r"^[A-Za-z0-9_.-]+$", key) or np.asarray(arr).dtype.hasobject:
             raise EditError(f"{who}: extra array {key!r} needs a plain name and a numeric dtype")
@@ -683,7 +719,9 @@ class EditOperation:
         slots = {s.name for s in self.inputs.slots}
         dupes = sorted({n for n in names if names.count(n) > 1} | (set(names) & slots))
         if dupes:
-            raise ValueError(f"operation {self.name!r}: duplicate or input-clashing parameter names {dupes}")
+            raise ValueError(
+                f"operation {self.name!r}: duplicate or input-clashing parameter names {dupes}"
+            )
         if not all(isinstance(p, Param) for p in self.params):
             raise TypeError(f"operation {self.name!r}: params must be Param instances")
         if not callable(self.run):
@@ -696,7 +734,9 @@ class EditOperation:
                 return p
         raise KeyError(f"operation {self.name!r} has no parameter {name!r}")
 
-    def resolve_params(self, values: Mapping[str, Any], bundle: ModelBundle | None) -> dict[str, Any]:
+    def resolve_params(
+        self, values: Mapping[str, Any], bundle: ModelBundle | None
+    ) -> dict[str, Any]:
         """Fill defaults, convert and check ``values`` against the declaration.
 
         Args:
@@ -714,7 +754,8 @@ class EditOperation:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ParamError(
-                unknown[0], f"unknown parameter of '{self.name}' (known: {', '.join(sorted(known)) or 'none'})"
+                unknown[0],
+                f"unknown parameter of '{self.name}' (known: {', '.join(sorted(known)) or 'none'})",
             )
         resolved: dict[str, Any] = {}
         for p in self.params:
@@ -782,7 +823,6 @@ def run_edit(
 def synthesize_result(bundle: ModelBundle, result: EditResult, batch_size: int = 8) -> np.ndarray:
     """Render every code of ``result`` → uint8 ``[*codes.shape[:-2], R, R, 3]``."""
     import torch
-
     from idinvert.core.images import to_uint8
     from idinvert.core.inversion import synthesize
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from idinvert.core.edit import (
     EditInputs,
     EditOperation,
@@ -92,7 +91,9 @@ def edit_group() -> None:
 
 
 def _failing_command(name: str, message: str) -> click.Command:
-    @click.command(name, help=f"Unavailable: {message}", context_settings={"ignore_unknown_options": True})
+    @click.command(
+        name, help=f"Unavailable: {message}", context_settings={"ignore_unknown_options": True}
+    )
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def command(args: tuple[str, ...]) -> None:
         raise click.ClickException(message)
@@ -157,7 +158,9 @@ def _param_option(p: Param) -> click.Option:
     lo = None if callable(p.min) else p.min
     hi = None if callable(p.max) else p.max
     if lo is not None or hi is not None:
-        bits.append(f"Range: {'-inf' if lo is None else _fmt(lo)}..{'inf' if hi is None else _fmt(hi)}.")
+        bits.append(
+            f"Range: {'-inf' if lo is None else _fmt(lo)}..{'inf' if hi is None else _fmt(hi)}."
+        )
     if p.type is ParamType.LAYERS:
         bits.append("Syntax: '0-5', '0,2,4' or 'all'.")
     if p.required:
@@ -170,8 +173,9 @@ def _param_option(p: Param) -> click.Option:
     if p.type is ParamType.BOOL:
         dashed = p.name.replace("_", "-")
         return click.Option(
-            [f"--{dashed}/--no-{dashed}", p.name], default=None, help=help_text
-            + f" Default: {'on' if p.default else 'off'}.",
+            [f"--{dashed}/--no-{dashed}", p.name],
+            default=None,
+            help=help_text + f" Default: {'on' if p.default else 'off'}.",
         )
     types: dict[ParamType, Any] = {
         ParamType.INT: click.INT,
@@ -186,24 +190,49 @@ def _param_option(p: Param) -> click.Option:
     else:
         click_type = types[p.type]
     return click.Option(
-        [p.option_name, p.name], type=click_type, default=None, help=help_text,
+        [p.option_name, p.name],
+        type=click_type,
+        default=None,
+        help=help_text,
         metavar=metavars.get(p.type),
     )
 
 
-def _common_options() -> list[click.Parameter]:
-    from idinvert.core.commands import device_option, model_option, out_option
+def common_options() -> list[click.Option]:
+    """``--model``, ``--out``, ``--device`` (as in ``idinvert invert``) and ``--batch-size``.
 
-    @click.command()
-    @model_option
-    @out_option
-    @device_option
-    @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024),
-                  help="Images pushed through the networks at once.")
-    def _template(**_: Any) -> None:  # pragma: no cover - only its params are used
-        pass
-
-    return list(_template.params)
+    Defined here rather than imported from :mod:`idinvert.core.commands` so that building a
+    command (``idinvert edit NAME --help``) does not import torch; a test keeps them in sync.
+    Destinations: ``model_ref``, ``out_dir``, ``device``, ``batch_size``.
+    """
+    return [
+        click.Option(
+            ["--model", "-m", "model_ref"],
+            default=None,
+            metavar="REF",
+            help="Built-in name, model directory, or Hub repo id owner/name[@revision]. "
+            "Default: the bundled model.",
+        ),
+        click.Option(
+            ["--out", "-o", "out_dir"],
+            required=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Output directory (created; nothing is written there if the command fails).",
+        ),
+        click.Option(
+            ["--device"],
+            default="auto",
+            show_default=True,
+            help="auto, cpu, cuda, cuda:N or mps.",
+        ),
+        click.Option(
+            ["--batch-size"],
+            default=8,
+            show_default=True,
+            type=click.IntRange(1, 1024),
+            help="Images pushed through the networks at once.",
+        ),
+    ]
 
 
 def build_command(op: EditOperation) -> click.Command:
@@ -214,14 +243,18 @@ def build_command(op: EditOperation) -> click.Command:
         option = f"--{slot.name}"
         if slot.multiple:
             variadic.append(option)
-        params.append(click.Option(
-            [option, f"slot_{slot.name}"], required=True, multiple=slot.multiple,
-            type=click.Path(dir_okay=False, path_type=Path),
-            help=slot.help + (" One or more files." if slot.multiple else ""),
-            metavar="FILE..." if slot.multiple else "FILE",
-        ))
+        params.append(
+            click.Option(
+                [option, f"slot_{slot.name}"],
+                required=True,
+                multiple=slot.multiple,
+                type=click.Path(dir_okay=False, path_type=Path),
+                help=slot.help + (" One or more files." if slot.multiple else ""),
+                metavar="FILE..." if slot.multiple else "FILE",
+            )
+        )
     params.extend(_param_option(p) for p in op.params)
-    params.extend(_common_options())
+    params.extend(common_options())
     plugin_note = f"\n\n(From plugin {op.plugin}.)" if op.plugin else ""
     help_text = (
         f"{op.title}: {op.description}\n\nWrites OUT/codes.npy (float32, layout "
@@ -233,7 +266,11 @@ def build_command(op: EditOperation) -> click.Command:
         run_command(op, kwargs)
 
     return _OperationCommand(
-        op.name, params=params, callback=callback, help=help_text, short_help=op.title,
+        op.name,
+        params=params,
+        callback=callback,
+        help=help_text,
+        short_help=op.title,
         variadic=variadic,
     )
 
@@ -251,9 +288,10 @@ def _unique_stems(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def _load_inputs(op: EditOperation, kwargs: dict[str, Any], bundle: Any) -> tuple[EditInputs, dict[str, Any]]:
+def _load_inputs(
+    op: EditOperation, kwargs: dict[str, Any], bundle: Any
+) -> tuple[EditInputs, dict[str, Any]]:
     import numpy as np
-
     from idinvert.core.codes import load_codes
     from idinvert.core.errors import IdinvertError
     from idinvert.core.images import load_for_model
@@ -285,15 +323,14 @@ def _option_hint(op: EditOperation, name: str) -> str:
 
 def run_command(op: EditOperation, kwargs: dict[str, Any]) -> None:
     """Load the model and inputs, run ``op`` and write its outputs to ``--out``."""
-    from tqdm.auto import tqdm
-
-    from idinvert.core.commands import _load_model
+    from idinvert.core.api import load_model
     from idinvert.core.edit import run_edit
     from idinvert.core.outputs import staged_output
+    from tqdm.auto import tqdm
 
     warn_plugin_errors(click.get_current_context(silent=True))
     out_dir: Path = kwargs["out_dir"]
-    bundle = _load_model(kwargs["model_ref"], kwargs["device"])
+    bundle = load_model(kwargs["model_ref"], kwargs["device"])
     inputs, record = _load_inputs(op, kwargs, bundle)
     values = {p.name: kwargs[p.name] for p in op.params if kwargs.get(p.name) is not None}
     bar: Any = None
@@ -305,7 +342,9 @@ def run_command(op: EditOperation, kwargs: dict[str, Any]) -> None:
         bar.update(done - bar.n)
 
     try:
-        result = run_edit(op, bundle, inputs, values, progress=progress, batch_size=kwargs["batch_size"])
+        result = run_edit(
+            op, bundle, inputs, values, progress=progress, batch_size=kwargs["batch_size"]
+        )
     except ParamError as exc:
         raise click.BadParameter(exc.message, param_hint=_option_hint(op, exc.param)) from None
     except InputError as exc:
@@ -326,7 +365,8 @@ def run_command(op: EditOperation, kwargs: dict[str, Any]) -> None:
     with staged_output(out_dir) as stage:
         files = write_result(bundle, result, stage, summary, batch_size=kwargs["batch_size"])
     click.echo(
-        f"{op.name}: codes {list(result.codes.shape)} and {len(files) - 1} other file(s) -> {out_dir}"
+        f"{op.name}: codes {list(result.codes.shape)} and {len(files) - 1} other file(s) "
+        f"-> {out_dir}"
     )
 
 
@@ -338,7 +378,10 @@ def _safe(name: str) -> str:
 
 
 def write_result(
-    bundle: Any, result: EditResult, folder: Path, summary: dict[str, Any] | None = None,
+    bundle: Any,
+    result: EditResult,
+    folder: Path,
+    summary: dict[str, Any] | None = None,
     batch_size: int = 8,
 ) -> list[str]:
     """Write an :class:`EditResult` into ``folder`` (normally a staging directory).
@@ -355,7 +398,6 @@ def write_result(
         The written file names.
     """
     import numpy as np
-
     from idinvert.core.codes import save_codes
     from idinvert.core.edit import synthesize_result
     from idinvert.core.images import image_grid, save_gif, save_png

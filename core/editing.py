@@ -29,7 +29,9 @@ def _codes(name: str, codes: np.ndarray, rank: int = 3) -> np.ndarray:
     arr = np.asarray(codes)
     if arr.ndim != rank or not np.issubdtype(arr.dtype, np.floating):
         want = "[N, L, D]" if rank == 3 else f"rank {rank}"
-        raise ValueError(f"{name}: expected floating-point codes {want}, got {arr.dtype} {list(arr.shape)}")
+        raise ValueError(
+            f"{name}: expected floating-point codes {want}, got {arr.dtype} {list(arr.shape)}"
+        )
     if arr.shape[0] == 0:
         raise ValueError(f"{name}: no codes (shape {list(arr.shape)})")
     return arr
@@ -68,10 +70,13 @@ def interpolate(src: np.ndarray, dst: np.ndarray, steps: int) -> np.ndarray:
     dst = _codes("dst", dst)
     if dst.shape[1:] != src.shape[1:]:
         raise ValueError(
-            f"dst: per-code shape {list(dst.shape[1:])} differs from src {list(src.shape[1:])}: codes of another model?"
+            f"dst: per-code shape {list(dst.shape[1:])} differs from src "
+            f"{list(src.shape[1:])}: codes of another model?"
         )
     if dst.shape[0] != src.shape[0]:
-        raise ValueError(f"dst: {dst.shape[0]} codes but src has {src.shape[0]}; they are paired one to one")
+        raise ValueError(
+            f"dst: {dst.shape[0]} codes but src has {src.shape[0]}; they are paired one to one"
+        )
     steps = _steps("steps", steps, 2)
     a = src[:, np.newaxis]
     b = dst[:, np.newaxis]
@@ -139,7 +144,8 @@ def manipulate(
         b = b[np.newaxis]
     if b.ndim != 2 or b.shape[1] != dim or b.shape[0] not in (1, num_layers):
         raise ValueError(
-            f"boundary: shape {list(np.shape(boundary))} does not fit codes [N, {num_layers}, {dim}]; "
+            f"boundary: shape {list(np.shape(boundary))} does not fit codes "
+            f"[N, {num_layers}, {dim}]; "
             f"expected [{num_layers}, {dim}], [1, {num_layers}, {dim}] or [{dim}]"
         )
     if b.shape[0] == 1:
@@ -167,7 +173,9 @@ def manipulate(
     return out
 
 
-def mix_style(style: np.ndarray, content: np.ndarray, layers: Sequence[int] | None = None) -> np.ndarray:
+def mix_style(
+    style: np.ndarray, content: np.ndarray, layers: Sequence[int] | None = None
+) -> np.ndarray:
     """Style mixing: take ``layers`` from each style code, the rest from each content code.
 
     ``out[s, c, l] = style[s, l]`` if ``l`` in ``layers`` else ``content[c, l]``.
@@ -196,7 +204,9 @@ def mix_style(style: np.ndarray, content: np.ndarray, layers: Sequence[int] | No
     return np.where(from_style, s, c)
 
 
-def rect_mask(resolution: int, center_x: int, center_y: int, crop_x: int, crop_y: int) -> np.ndarray:
+def rect_mask(
+    resolution: int, center_x: int, center_y: int, crop_x: int, crop_y: int
+) -> np.ndarray:
     """The diffusion crop mask: float32 ``[1, 3, R, R]``, 1 on rows ``cy − crop_y//2`` …
     (``crop_y`` rows) and columns ``cx − crop_x//2`` … (``crop_x`` columns), else 0.
 
@@ -208,15 +218,17 @@ def rect_mask(resolution: int, center_x: int, center_y: int, crop_x: int, crop_y
         if not 1 <= size <= resolution:
             raise ValueError(f"{name}: crop size must be in 1..{resolution}, got {size}")
     left, top = center_x - crop_x // 2, center_y - crop_y // 2
+    x_range = f"{crop_x // 2}..{resolution - crop_x + crop_x // 2}"
+    y_range = f"{crop_y // 2}..{resolution - crop_y + crop_y // 2}"
     if left < 0 or left + crop_x > resolution:
         raise ValueError(
             f"center_x: the crop covers columns {left}..{left + crop_x - 1}, outside the "
-            f"{resolution}×{resolution} image (use center_x in {crop_x // 2}..{resolution - crop_x + crop_x // 2})"
+            f"{resolution}×{resolution} image (use center_x in {x_range})"
         )
     if top < 0 or top + crop_y > resolution:
         raise ValueError(
             f"center_y: the crop covers rows {top}..{top + crop_y - 1}, outside the "
-            f"{resolution}×{resolution} image (use center_y in {crop_y // 2}..{resolution - crop_y + crop_y // 2})"
+            f"{resolution}×{resolution} image (use center_y in {y_range})"
         )
     mask = np.zeros((1, 3, resolution, resolution), dtype=np.float32)
     mask[:, :, top : top + crop_y, left : left + crop_x] = 1.0
@@ -242,7 +254,10 @@ def stitch(targets: np.ndarray, contexts: np.ndarray, mask: np.ndarray) -> np.nd
     if targets.ndim != 4 or targets.shape[1] != 3:
         raise ValueError(f"targets: expected [T, 3, R, R], got {list(targets.shape)}")
     if contexts.ndim != 4 or contexts.shape[1:] != targets.shape[1:]:
-        raise ValueError(f"contexts: expected [C, {', '.join(map(str, targets.shape[1:]))}], got {list(contexts.shape)}")
+        raise ValueError(
+            f"contexts: expected [C, {', '.join(map(str, targets.shape[1:]))}], "
+            f"got {list(contexts.shape)}"
+        )
     mask = np.asarray(mask, dtype=targets.dtype)
     if mask.ndim != 4 or mask.shape[0] != 1 or mask.shape[-2:] != targets.shape[-2:]:
         raise ValueError(f"mask: expected [1, 1|3, R, R], got {list(mask.shape)}")

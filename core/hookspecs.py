@@ -24,7 +24,6 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
-
     from idinvert.core.edit import EditOperation
 
 #: Marks hook specifications (this module only).

@@ -32,15 +32,23 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
         click.echo(json.dumps([i.to_json() for i in infos], indent=2))
         return
     if not infos:
-        click.echo("No plugins installed." + ("" if show_all else " (--all lists the built-in ones.)"))
+        click.echo(
+            "No plugins installed." + ("" if show_all else " (--all lists the built-in ones.)")
+        )
         return
     header = ("NAME", "VERSION", "STATUS", "HOOKS", "PROVIDES")
     rows = []
     for i in infos:
         provides = [f"edit {o}" for o in i.operations] + [f"command {c}" for c in i.commands]
-        rows.append((
-            i.name, i.version or "-", i.status, ", ".join(i.hooks) or "-", ", ".join(provides) or "-",
-        ))
+        rows.append(
+            (
+                i.name,
+                i.version or "-",
+                i.status,
+                ", ".join(i.hooks) or "-",
+                ", ".join(provides) or "-",
+            )
+        )
     widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
     for r in [header, *rows]:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

@@ -29,13 +29,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
-
 from idinvert.core import hookspecs
 from idinvert.core.errors import IdinvertError
 
 if TYPE_CHECKING:
     import click
-
     from idinvert.core.edit import EditOperation
 
 #: Built-in plugins, registered exactly like third-party ones (in this order).
@@ -129,6 +127,7 @@ class _Registry:
         self.operation_conflicts: dict[str, list[str]] = {}
         self.commands: dict[str, click.Command] | None = None
         self.command_conflicts: dict[str, list[str]] = {}
+        self.collecting = False  # inside a registration hook (guards re-entrant calls)
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -148,7 +147,9 @@ class _Registry:
         self.errors = [e for e in self.errors if e.stage in ("import", "register", "validate")]
         for info in self.infos.values():
             info.operations, info.commands = [], []
-            info.errors = [e for e in info.errors if e.split(":", 1)[0] in ("import", "register", "validate")]
+            info.errors = [
+                e for e in info.errors if e.split(":", 1)[0] in ("import", "register", "validate")
+            ]
             if info.status == STATUS_ERROR and not info.errors:
                 info.status = STATUS_LOADED
 
@@ -264,20 +265,29 @@ def _load_entry_points(reg: _Registry, allow: set[str] | None, deny: set[str]) -
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
         info = PluginInfo(
-            ep.name, builtin=False, version=dist.version if dist is not None else None,
-            distribution=dist_name, module=ep.module,
+            ep.name,
+            builtin=False,
+            version=dist.version if dist is not None else None,
+            distribution=dist_name,
+            module=ep.module,
         )
         if ep.name in reg.infos:
             other = reg.infos[ep.name]
-            reg.errors.append(PluginError(
-                ep.name, "register",
-                f"entry point name already used by {other.distribution or 'a built-in plugin'}; "
-                f"{dist_name or ep.value} was not loaded",
-            ))
+            reg.errors.append(
+                PluginError(
+                    ep.name,
+                    "register",
+                    "entry point name already used by "
+                    f"{other.distribution or 'a built-in plugin'}; "
+                    f"{dist_name or ep.value} was not loaded",
+                )
+            )
             continue
         names = {_canonical(ep.name)} | ({_canonical(dist_name)} if dist_name else set())
-        if names & deny or reg.pm.is_blocked(ep.name) or (
-            allow_canonical is not None and not names & allow_canonical
+        if (
+            names & deny
+            or reg.pm.is_blocked(ep.name)
+            or (allow_canonical is not None and not names & allow_canonical)
         ):
             info.status = STATUS_DISABLED
             reg.infos[ep.name] = info
@@ -297,7 +307,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return load_plugins()
 
 
-def _single_caller(pm: pluggy.PluginManager, hook: str, plugin: object) -> Callable[..., Any] | None:
+def _single_caller(
+    pm: pluggy.PluginManager, hook: str, plugin: object
+) -> Callable[..., Any] | None:
     """A hook caller that only runs ``plugin``'s implementation (``None`` if it has none)."""
     caller = getattr(pm.hook, hook)
     if not any(impl.plugin is plugin for impl in caller.get_hookimpls()):
@@ -334,7 +346,8 @@ def _collect_operations(reg: _Registry) -> None:
             if len(owners[op.name]) > 1:
                 first = owners[op.name][0]
                 reg.record(
-                    name, "register_edit_operations",
+                    name,
+                    "register_edit_operations",
                     f"operation {op.name!r} is already registered by plugin {first!r}; "
                     f"'{op.name}' is unusable until one is disabled ({DENY_ENV}={name})",
                 )
@@ -349,7 +362,6 @@ def _collect_operations(reg: _Registry) -> None:
 
 def _collect_commands(reg: _Registry) -> None:
     import click
-
     from idinvert.core.cli import SUBCOMMANDS
 
     commands: dict[str, click.Command] = {}
@@ -366,12 +378,17 @@ def _collect_commands(reg: _Registry) -> None:
             continue
         for cmd_name, command in group.commands.items():
             if cmd_name in SUBCOMMANDS:
-                reg.record(name, "register_commands", f"command {cmd_name!r} is a built-in idinvert command")
+                reg.record(
+                    name,
+                    "register_commands",
+                    f"command {cmd_name!r} is a built-in idinvert command",
+                )
                 continue
             owners.setdefault(cmd_name, []).append(name)
             if len(owners[cmd_name]) > 1:
                 reg.record(
-                    name, "register_commands",
+                    name,
+                    "register_commands",
                     f"command {cmd_name!r} is already registered by plugin {owners[cmd_name][0]!r}",
                 )
                 continue
@@ -387,7 +404,15 @@ def _ensure_operations(reg: _Registry) -> dict[str, EditOperation]:
     load_plugins()
     with _lock:
         if reg.operations is None:
-            _collect_operations(reg)
+            if reg.collecting:
+                raise RuntimeError(
+                    "edit operations are requested from inside register_edit_operations"
+                )
+            reg.collecting = True
+            try:
+                _collect_operations(reg)
+            finally:
+                reg.collecting = False
         assert reg.operations is not None
         return reg.operations
 
@@ -434,7 +459,13 @@ def plugin_commands() -> dict[str, click.Command]:
     load_plugins()
     with _lock:
         if reg.commands is None:
-            _collect_commands(reg)
+            if reg.collecting:
+                raise RuntimeError("plugin commands are requested from inside a registration hook")
+            reg.collecting = True
+            try:
+                _collect_commands(reg)
+            finally:
+                reg.collecting = False
         assert reg.commands is not None
         return dict(reg.commands)
 
@@ -465,7 +496,9 @@ def plugin_infos(include_builtins: bool = False) -> list[PluginInfo]:
     """
     plugin_errors()
     reg = _state()
-    infos = [dataclasses.replace(i) for i in reg.infos.values() if include_builtins or not i.builtin]
+    infos = [
+        dataclasses.replace(i) for i in reg.infos.values() if include_builtins or not i.builtin
+    ]
     return sorted(infos, key=lambda i: (not i.builtin, 0 if i.builtin else i.name.lower()))
 
 

@@ -40,6 +40,21 @@ log = logging.getLogger(__name__)
 CSS = ".idinvert-metrics {font-variant-numeric: tabular-nums}"
 
 
+class PhotoInput(gr.Image):
+    """``gr.Image`` (upload/webcam/clipboard, as a file path) that hands undecodable uploads to
+    our validation instead of failing in Gradio's preprocessing with a generic message."""
+
+    @classmethod
+    def get_block_name(cls) -> str:
+        return "image"
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - service.prepare_image reports what is wrong
+            return getattr(payload, "path", None)
+
+
 def _user_error(exc: Exception) -> gr.Error:
     return gr.Error(str(exc), duration=None)
 
@@ -211,7 +226,7 @@ class DemoApp:
             session = gr.State(None)
             with gr.Row():
                 with gr.Column(scale=1):
-                    upload = gr.Image(
+                    upload = PhotoInput(
                         type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo",
                         elem_id="upload",
                     )
@@ -227,16 +242,16 @@ class DemoApp:
                         gr.Examples(self.examples, inputs=[upload], label="Examples", cache_examples=False)
                 with gr.Column(scale=2):
                     with gr.Row():
-                        shown_input = gr.Image(label="Input (model resolution)", format="png", interactive=False)
-                        shown_enc = gr.Image(label="Encoder start G(E(x))", format="png", interactive=False)
-                        shown_final = gr.Image(label="In-domain inversion", format="png", interactive=False, elem_id="final")
+                        shown_input = gr.Image(label="Input (model resolution)", format="png", interactive=False, height=240)
+                        shown_enc = gr.Image(label="Encoder start G(E(x))", format="png", interactive=False, height=240)
+                        shown_final = gr.Image(label="In-domain inversion", format="png", interactive=False, height=240, elem_id="final")
                     metrics = gr.Markdown(elem_classes=["idinvert-metrics"], elem_id="metrics")
                     curve = gr.LinePlot(
                         _loss_frame({}), x="step", y="loss", color="term", title="Loss per step",
                         height=220,
                     )
                     codes_file = gr.File(label="W+ codes (.npy)")
-            edited = gr.Image(label="Edited", format="png", interactive=False, elem_id="edited")
+            edited = gr.Image(label="Edited", format="png", interactive=False, elem_id="edited", height=256)
             outputs = [shown_input, shown_enc, shown_final, metrics, curve, codes_file, session, edited]
             invert_btn.click(guarded(self.invert), [upload, steps], outputs, api_name="invert")
             sample_btn.click(guarded(self.sample), [seed], outputs, api_name="sample")
@@ -272,9 +287,9 @@ class DemoApp:
             gr.Markdown(op.description + (f"  \n*Plugin: {op.plugin}*" if op.plugin else ""))
             extra: list[gr.components.Component] = []
             if op.inputs is InputKind.TWO_CODES:
-                extra.append(gr.Image(type="filepath", label="Second image (end point)"))
+                extra.append(PhotoInput(type="filepath", label="Second image (end point)"))
             elif op.inputs is InputKind.STYLE_AND_CONTENT:
-                extra.append(gr.Image(type="filepath", label="Style image (its codes supply the mixed layers)"))
+                extra.append(PhotoInput(type="filepath", label="Style image (its codes supply the mixed layers)"))
             elif op.inputs is InputKind.IMAGE_AND_CONTEXTS:
                 gr.Markdown("The target crop comes from the inverted photo above.")
                 extra.append(gr.File(file_count="multiple", file_types=["image"], label="Context images"))
@@ -352,4 +367,4 @@ def build_demo(
 def launch_kwargs(limits: service.DemoLimits | None = None) -> dict[str, Any]:
     """Keyword arguments for ``Blocks.launch`` enforcing the upload cap."""
     limits = limits or service.DemoLimits()
-    return {"max_file_size": f"{limits.max_upload_mb}mb", "css": CSS}
+    return {"max_file_size": f"{limits.max_upload_mb}mb", "css": CSS, "show_error": True}

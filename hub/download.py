@@ -406,10 +406,11 @@ def download_model(
                 "was discarded, re-run the command"
             ) from None
         folder = path.parents[len(Path(rel).parts) - 1]
-        logger.debug("fetched %s (%s)", rel, path)
+        # Check each file before fetching the next: config.json comes last, so a snapshot that
+        # holds it is complete and verified.
+        fresh = {rel} if (_blob_name(path) or "") not in before else set()
+        _verify(ctx, folder, [rel], expected, fresh)
     assert folder is not None  # REQUIRED_FILES are always in `files`
-    fresh = {rel for rel in files if (_blob_name(folder / rel) or "") not in before}
-    _verify(ctx, folder, files, expected, fresh)
     _write_ref(ctx, commit)
     return folder
 

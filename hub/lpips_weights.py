@@ -83,13 +83,13 @@ def load_lpips(device: str | torch.device = "cpu") -> LpipsMetric | None:
     Never raises for missing weights: the reason is logged (INFO; WARNING for a broken
     explicit setting) and ``None`` is returned.
     """
+    weights = find_vgg16(strict=False)
+    if weights is None:
+        logger.info("LPIPS unavailable: %s", unavailable_message())
+        return None
     try:
         import lpips  # noqa: F401 - a runtime dependency; checked for a clear message
     except ImportError:
         logger.info("LPIPS unavailable: the 'lpips' package is not installed")
-        return None
-    weights = find_vgg16(strict=False)
-    if weights is None:
-        logger.info("LPIPS unavailable: %s", unavailable_message())
         return None
     return build_lpips(weights, device)

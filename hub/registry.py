@@ -179,17 +179,6 @@ def list_entries() -> list[RegistryEntry]:
     return entries
 
 
-def is_registry_name(name: str) -> bool:
-    """Whether ``name`` is a registry name (bundled, official or user-defined)."""
-    return (
-        name == DEFAULT_MODEL
-        or name in bundled_models()
-        or name in OFFICIAL_MODELS
-        or settings.configured_model(name) is not None
-        or name in settings.configured_models()
-    )
-
-
 def entry_status(entry: RegistryEntry) -> dict[str, Any]:
     """Where ``entry`` resolves to now: ``{"available": bool, "reference": ..., "origin": ...}``."""
     configured = settings.configured_model(entry.name) or settings.configured_models().get(

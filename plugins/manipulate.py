@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from idinvert.core.boundaries import Boundary
 from idinvert.core.edit import (
     EditContext,
@@ -42,8 +41,13 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
         g = bundle.config.generator
         strength = layerwise_strength(L, g.truncation_psi, g.truncation_layers)
     codes = manipulate(
-        inputs["codes"], boundary.layerwise(L), params["start"], params["end"], params["steps"],
-        layers, strength,
+        inputs["codes"],
+        boundary.layerwise(L),
+        params["start"],
+        params["end"],
+        params["steps"],
+        layers,
+        strength,
     )
     return EditResult(
         codes.astype(np.float32),
@@ -67,23 +71,50 @@ OPERATION = EditOperation(
     inputs=InputKind.CODES,
     params=(
         Param(
-            "boundary", ParamType.BOUNDARY, required=True,
+            "boundary",
+            ParamType.BOUNDARY,
+            required=True,
             help="Boundary file (.npy official or .safetensors) or the name of a boundary "
             "inside the model directory.",
         ),
         Param(
-            "layers", ParamType.LAYERS, None,
+            "layers",
+            ParamType.LAYERS,
+            None,
             help="Layers to edit, e.g. '0-5' or '0,2,4'.",
             default_help="the boundary's own layers (all layers if it has none)",
         ),
-        Param("start", ParamType.FLOAT, -3.0, min=-MAX_DISTANCE, max=MAX_DISTANCE, step=0.1,
-              help="Distance of the first code along the boundary normal."),
-        Param("end", ParamType.FLOAT, 3.0, min=-MAX_DISTANCE, max=MAX_DISTANCE, step=0.1,
-              help="Distance of the last code along the boundary normal."),
-        Param("steps", ParamType.INT, 7, min=1, max=500, step=1,
-              help="Number of codes per sample, evenly spaced from start to end."),
         Param(
-            "truncation_aware_strength", ParamType.BOOL, False,
+            "start",
+            ParamType.FLOAT,
+            -3.0,
+            min=-MAX_DISTANCE,
+            max=MAX_DISTANCE,
+            step=0.1,
+            help="Distance of the first code along the boundary normal.",
+        ),
+        Param(
+            "end",
+            ParamType.FLOAT,
+            3.0,
+            min=-MAX_DISTANCE,
+            max=MAX_DISTANCE,
+            step=0.1,
+            help="Distance of the last code along the boundary normal.",
+        ),
+        Param(
+            "steps",
+            ParamType.INT,
+            7,
+            min=1,
+            max=500,
+            step=1,
+            help="Number of codes per sample, evenly spaced from start to end.",
+        ),
+        Param(
+            "truncation_aware_strength",
+            ParamType.BOOL,
+            False,
             help="Scale the move by the model's truncation psi on the truncated layers "
             "(official get_layerwise_manipulation_strength).",
         ),

@@ -56,7 +56,9 @@ OPERATION = EditOperation(
     inputs=InputKind.STYLE_AND_CONTENT,
     params=(
         Param(
-            "layers", ParamType.LAYERS, default_layers,
+            "layers",
+            ParamType.LAYERS,
+            default_layers,
             help="Layers taken from the style codes, e.g. '10-13' or '0,2,4'.",
             default_help="the last 4 layers (L-4..L-1; official 10-13 of 14)",
         ),

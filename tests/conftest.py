@@ -77,3 +77,30 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from idinvert.core.modeldir import save_model_dir
 
     return save_model_dir(build_tiny_bundle(), tmp_path_factory.mktemp("tiny") / "tiny32")
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model plus two random boundaries (so the demo's quick-edit panel exists)."""
+    import numpy as np
+
+    from idinvert.core.boundaries import Boundary, save_boundary
+    from idinvert.core.modeldir import save_model_dir
+
+    root = save_model_dir(build_tiny_bundle(), tmp_path_factory.mktemp("demo") / "model")
+    (root / "boundaries").mkdir()
+    rng = np.random.default_rng(0)
+    for name, layers in (("smile", [0, 1, 2]), ("age", [3, 4])):
+        v = rng.standard_normal((8, 16)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        save_boundary(Boundary(name, v, layers), root / "boundaries" / f"{name}.safetensors")
+    return root

@@ -250,6 +250,12 @@ def test_missing_landmark_model_is_reported(
 # --- CLI ----------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _no_lpips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's LPIPS metric (a VGG16 build, ~9 s here) is not what these tests are about."""
+    monkeypatch.setattr("idinvert.core.commands._lpips_metric", lambda device: None)
+
+
 @needs_dlib
 def test_cli_invert_align_paste_back(
     capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, tmp_path: Path

@@ -3,9 +3,11 @@ API (core/edit.py): parameter validation, input checks, result checks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
-
 import vectors as V
 from idinvert.core import editing
 from idinvert.core.boundaries import Boundary, parse_layers
@@ -55,10 +57,14 @@ def test_manipulate_matches_official(edit_codes: np.ndarray, editing_config: dic
     assert out.dtype == ref.dtype == np.float64 and out.shape == ref.shape == (3, 7, 10, 64)
     np.testing.assert_allclose(out, ref, rtol=0, atol=ATOL)
     untouched = [i for i in range(10) if i not in layers]
-    np.testing.assert_array_equal(out[:, :, untouched], np.repeat(edit_codes[:, None, untouched], 7, 1))
+    np.testing.assert_array_equal(
+        out[:, :, untouched], np.repeat(edit_codes[:, None, untouched], 7, 1)
+    )
 
 
-def test_manipulate_truncation_strength_matches_official(edit_codes: np.ndarray, editing_config: dict) -> None:
+def test_manipulate_truncation_strength_matches_official(
+    edit_codes: np.ndarray, editing_config: dict
+) -> None:
     strength = editing.layerwise_strength(10, 0.7, 8)
     np.testing.assert_array_equal(strength, editing_config["layerwise_strength"])
     out = editing.manipulate(edit_codes, V.load("boundary.npy"), -3.0, 3.0, 7, None, strength)
@@ -89,7 +95,12 @@ def test_stitch_is_target_major() -> None:
     out = editing.stitch(t, c, mask)
     assert out.shape == (6, 3, 4, 4)
     assert [(o[0, 0, 0], o[0, 3, 3]) for o in out] == [
-        (1, -1), (1, -2), (1, -3), (2, -1), (2, -2), (2, -3)
+        (1, -1),
+        (1, -2),
+        (1, -3),
+        (2, -1),
+        (2, -2),
+        (2, -3),
     ]
 
 
@@ -127,7 +138,9 @@ def test_manipulate_broadcasts_single_direction() -> None:
         (lambda c: editing.rect_mask(64, 30, 30, 20, 0), "crop_y"),
     ],
 )
-def test_value_errors_name_the_parameter(call, name: str, edit_codes: np.ndarray) -> None:  # noqa: ANN001
+def test_value_errors_name_the_parameter(
+    call: Callable[[np.ndarray], object], name: str, edit_codes: np.ndarray
+) -> None:
     with pytest.raises(ValueError, match=rf"^{name}: "):
         call(edit_codes)
 
@@ -138,21 +151,39 @@ def test_value_errors_name_the_parameter(call, name: str, edit_codes: np.ndarray
 class FakeBundle:
     """Just what the declaration API reads from a ModelBundle."""
 
-    def __init__(self, num_layers: int = 8, w_dim: int = 16, resolution: int = 32, path=None) -> None:  # noqa: ANN001
-        self.num_layers, self.w_dim, self.resolution, self.path = num_layers, w_dim, resolution, path
+    def __init__(
+        self, num_layers: int = 8, w_dim: int = 16, resolution: int = 32, path=None
+    ) -> None:
+        self.num_layers, self.w_dim, self.resolution, self.path = (
+            num_layers,
+            w_dim,
+            resolution,
+            path,
+        )
         self.code_shape = (num_layers, w_dim)
         self.perceptual = None
 
 
-def _identity_op(*params: Param, **kwargs) -> EditOperation:  # noqa: ANN003
-    def run(ctx, inputs, values) -> EditResult:  # noqa: ANN001
+def _identity_op(*params: Param, **kwargs) -> EditOperation:
+    def run(ctx, inputs, values) -> EditResult:
         return EditResult(inputs["codes"], Layout.BATCH, info=dict(values))
 
-    return EditOperation("identity", "Identity", "Returns its input.", InputKind.CODES, params, run, Layout.BATCH, **kwargs)
+    return EditOperation(
+        "identity",
+        "Identity",
+        "Returns its input.",
+        InputKind.CODES,
+        params,
+        run,
+        Layout.BATCH,
+        **kwargs,
+    )
 
 
 def test_param_defaults_and_bounds_can_depend_on_the_model() -> None:
-    p = Param("center", ParamType.INT, lambda b: b.resolution // 2, min=0, max=lambda b: b.resolution - 1)
+    p = Param(
+        "center", ParamType.INT, lambda b: b.resolution // 2, min=0, max=lambda b: b.resolution - 1
+    )
     bundle = FakeBundle(resolution=64)
     assert p.default_for(bundle) == 32 and p.bounds_for(bundle) == (0, 63)
     assert p.default_for(None) is None and p.bounds_for(None) == (0, None)
@@ -169,11 +200,23 @@ def test_param_defaults_and_bounds_can_depend_on_the_model() -> None:
         (Param("x", ParamType.FLOAT, 0.0), "abc", "^x: expected a number"),
         (Param("x", ParamType.FLOAT, 0.0), float("inf"), "^x: must be a finite number"),
         (Param("flag", ParamType.BOOL, False), "yes", "^flag: expected true or false"),
-        (Param("mode", ParamType.CHOICE, "a", choices=("a", "b")), "c", "^mode: must be one of a, b"),
-        (Param("layers", ParamType.LAYERS), "0-8", r"^layers: layer indices \[8\] out of range 0..7"),
+        (
+            Param("mode", ParamType.CHOICE, "a", choices=("a", "b")),
+            "c",
+            "^mode: must be one of a, b",
+        ),
+        (
+            Param("layers", ParamType.LAYERS),
+            "0-8",
+            r"^layers: layer indices \[8\] out of range 0..7",
+        ),
         (Param("layers", ParamType.LAYERS), "2-1", "^layers: invalid layer range"),
         (Param("text", ParamType.STRING, ""), 3, "^text: expected text"),
-        (Param("boundary", ParamType.BOUNDARY), "no-such-boundary", "^boundary: 'no-such-boundary' is neither"),
+        (
+            Param("boundary", ParamType.BOUNDARY),
+            "no-such-boundary",
+            "^boundary: 'no-such-boundary' is neither",
+        ),
     ],
 )
 def test_resolve_params_errors_name_the_parameter(param: Param, value: object, match: str) -> None:
@@ -185,8 +228,11 @@ def test_resolve_params_errors_name_the_parameter(param: Param, value: object, m
 
 def test_resolve_params_fills_defaults_and_converts() -> None:
     op = _identity_op(
-        Param("n", ParamType.INT, 3), Param("x", ParamType.FLOAT, 0.5), Param("layers", ParamType.LAYERS),
-        Param("more", ParamType.LAYERS, "all"), Param("tag", ParamType.STRING, "t"),
+        Param("n", ParamType.INT, 3),
+        Param("x", ParamType.FLOAT, 0.5),
+        Param("layers", ParamType.LAYERS),
+        Param("more", ParamType.LAYERS, "all"),
+        Param("tag", ParamType.STRING, "t"),
     )
     got = op.resolve_params({"n": 4.0, "layers": "0,2-3"}, FakeBundle())
     assert got == {"n": 4, "x": 0.5, "layers": [0, 2, 3], "more": list(range(8)), "tag": "t"}
@@ -199,26 +245,35 @@ def test_required_parameter_and_cross_validation() -> None:
         if values["a"] > values["b"]:
             raise ParamError("b", "must be >= a")
 
-    op = _identity_op(Param("a", ParamType.INT, 0), Param("b", ParamType.INT, required=True), validate=validate)
+    op = _identity_op(
+        Param("a", ParamType.INT, 0), Param("b", ParamType.INT, required=True), validate=validate
+    )
     with pytest.raises(ParamError, match="^b: a value is required"):
         op.resolve_params({}, FakeBundle())
     with pytest.raises(ParamError, match="^b: must be >= a"):
         op.resolve_params({"a": 2, "b": 1}, FakeBundle())
 
 
-def test_boundary_param_checks_the_model(tmp_path) -> None:  # noqa: ANN001
+def test_boundary_param_checks_the_model(tmp_path: Path) -> None:
     from idinvert.core.boundaries import save_boundary
 
     op = _identity_op(Param("boundary", ParamType.BOUNDARY, required=True))
     np.save(tmp_path / "plain.npy", np.ones((1, 8, 16), np.float32))
     got = op.resolve_params({"boundary": str(tmp_path / "plain.npy")}, FakeBundle())["boundary"]
     assert isinstance(got, Boundary) and got.direction.shape == (8, 16) and got.layers == []
-    save_boundary(Boundary("wide", np.ones((8, 32), np.float32), [0]), tmp_path / "wide.safetensors")
-    with pytest.raises(ParamError, match=r"^boundary: boundary 'wide' has shape \[8, 32\] but this model needs \[8, 16\]"):
+    save_boundary(
+        Boundary("wide", np.ones((8, 32), np.float32), [0]), tmp_path / "wide.safetensors"
+    )
+    with pytest.raises(
+        ParamError,
+        match=r"^boundary: boundary 'wide' has shape \[8, 32\] but this model needs \[8, 16\]",
+    ):
         op.resolve_params({"boundary": str(tmp_path / "wide.safetensors")}, FakeBundle())
     folder = tmp_path / "model" / "boundaries"
     folder.mkdir(parents=True)
-    save_boundary(Boundary("smile", np.ones((1, 16), np.float32), [0, 9]), folder / "smile.safetensors")
+    save_boundary(
+        Boundary("smile", np.ones((1, 16), np.float32), [0, 9]), folder / "smile.safetensors"
+    )
     bundle = FakeBundle(path=tmp_path / "model")
     assert op.param("boundary").choices_for(bundle) == ["smile"]
     with pytest.raises(ParamError, match=r"default layers \[9\] are outside 0..7"):
@@ -237,7 +292,9 @@ def test_declaration_mistakes_fail_at_definition() -> None:
     with pytest.raises(ValueError, match="lowercase"):
         _identity_op().__class__("Bad Name", "t", "d", InputKind.CODES, (), lambda *a: None)
     with pytest.raises(ValueError, match="input-clashing"):
-        EditOperation("x", "t", "d", InputKind.CODES, (Param("codes", ParamType.INT, 0),), lambda *a: None)
+        EditOperation(
+            "x", "t", "d", InputKind.CODES, (Param("codes", ParamType.INT, 0),), lambda *a: None
+        )
 
 
 def test_check_inputs_names_the_slot() -> None:
@@ -258,18 +315,31 @@ def test_check_inputs_names_the_slot() -> None:
     with pytest.raises(InputError, match=r"^context: images must be uint8 \[N, 32, 32, 3\]"):
         check_inputs(
             images.inputs,
-            EditInputs({"target": np.zeros((1, 32, 32, 3), np.uint8), "context": np.zeros((1, 16, 16, 3), np.uint8)}),
+            EditInputs(
+                {
+                    "target": np.zeros((1, 32, 32, 3), np.uint8),
+                    "context": np.zeros((1, 16, 16, 3), np.uint8),
+                }
+            ),
             bundle,
         )
 
 
 def test_run_edit_checks_the_result() -> None:
-    def bad(ctx, inputs, values) -> EditResult:  # noqa: ANN001
+    def bad(ctx, inputs, values) -> EditResult:
         return EditResult(np.zeros((2, 8, 15), np.float32), Layout.BATCH)
 
-    op = EditOperation("bad", "t", "d", InputKind.CODES, (), bad, Layout.BATCH, plugin="some-plugin")
-    with pytest.raises(EditError, match=r"operation 'bad' \(plugin some-plugin\) returned codes \[2, 8, 15\]"):
+    op = EditOperation(
+        "bad", "t", "d", InputKind.CODES, (), bad, Layout.BATCH, plugin="some-plugin"
+    )
+    with pytest.raises(
+        EditError, match=r"operation 'bad' \(plugin some-plugin\) returned codes \[2, 8, 15\]"
+    ):
         run_edit(op, FakeBundle(), EditInputs({"codes": np.zeros((2, 8, 16), np.float32)}))
-    ok = run_edit(_identity_op(Param("n", ParamType.INT, 2)), FakeBundle(), EditInputs({"codes": np.zeros((8, 16))}))
+    ok = run_edit(
+        _identity_op(Param("n", ParamType.INT, 2)),
+        FakeBundle(),
+        EditInputs({"codes": np.zeros((8, 16))}),
+    )
     assert ok.codes.shape == (1, 8, 16) and ok.codes.dtype == np.float32
     assert ok.params == {"n": 2} and ok.item_names() == ["000"]

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hub_standin import StandinHub, blackhole, closed_port_url, git_oid, read_folder
-
 from idinvert.core.errors import ModelNotFoundError
 from idinvert.core.modeldir import load_model_dir
 from idinvert.hub.download import CorruptDownloadError, download_model
@@ -43,14 +42,21 @@ def hub(model_files: dict) -> StandinHub:
         h.main_sha = h.add_repo("alice/tiny", model_files)
         config = json.loads(model_files["config.json"])
         config["description"] = "dev branch"
-        h.dev_sha = h.commit("alice/tiny", {"config.json": json.dumps(config).encode()},
-                             branch="dev")
+        h.dev_sha = h.commit(
+            "alice/tiny", {"config.json": json.dumps(config).encode()}, branch="dev"
+        )
         h.add_repo("alice/private", model_files, private=True)
         h.add_repo("alice/gated", model_files, gated=True)
-        h.add_repo("alice/pickles", {"styleganinv_ffhq256_generator.pth": b"x" * 10,
-                                     "styleganinv_ffhq256_encoder.pth": b"y" * 10})
-        h.add_repo("alice/noencoder", {k: v for k, v in model_files.items()
-                                       if k != "encoder.safetensors"})
+        h.add_repo(
+            "alice/pickles",
+            {
+                "styleganinv_ffhq256_generator.pth": b"x" * 10,
+                "styleganinv_ffhq256_encoder.pth": b"y" * 10,
+            },
+        )
+        h.add_repo(
+            "alice/noencoder", {k: v for k, v in model_files.items() if k != "encoder.safetensors"}
+        )
         h.add_repo("alice/broken", model_files)
         yield h
 
@@ -70,7 +76,10 @@ def test_download_by_commit_sha(hub: StandinHub, tmp_path: Path) -> None:
     folder = _get(hub, f"alice/tiny@{hub.main_sha}", tmp_path)
     assert folder.name == hub.main_sha
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
-        "README.md", "boundaries/smile.safetensors", "config.json", "encoder.safetensors",
+        "README.md",
+        "boundaries/smile.safetensors",
+        "config.json",
+        "encoder.safetensors",
         "generator.safetensors",
     ]
     bundle = load_model_dir(folder)
@@ -78,8 +87,10 @@ def test_download_by_commit_sha(hub: StandinHub, tmp_path: Path) -> None:
     assert not hub.requested(contains=".pth"), "pickles must never be requested"
     # a pinned, fully cached commit resolves without any network
     assert _get(hub, f"alice/tiny@{hub.main_sha}", tmp_path) == folder
-    assert download_model("alice/tiny", hub.main_sha, cache_dir=tmp_path,
-                          endpoint=closed_port_url()) == folder
+    assert (
+        download_model("alice/tiny", hub.main_sha, cache_dir=tmp_path, endpoint=closed_port_url())
+        == folder
+    )
 
 
 def test_download_by_branch_and_default(hub: StandinHub, tmp_path: Path) -> None:
@@ -92,8 +103,9 @@ def test_download_by_branch_and_default(hub: StandinHub, tmp_path: Path) -> None
     assert main.name == hub.main_sha and (refs / "main").read_text() == hub.main_sha
 
 
-def test_offline_reuse_from_cache(hub: StandinHub, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_reuse_from_cache(
+    hub: StandinHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     online = _get(hub, "alice/tiny@dev", tmp_path)
     before = len(hub.requests)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -106,8 +118,9 @@ def test_offline_reuse_from_cache(hub: StandinHub, tmp_path: Path,
     assert len(hub.requests) == before
 
 
-def test_missing_repo_revision_and_file(hub: StandinHub, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_repo_revision_and_file(
+    hub: StandinHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(ModelNotFoundError) as exc:
         _get(hub, "alice/does-not-exist", tmp_path)
@@ -122,8 +135,9 @@ def test_missing_repo_revision_and_file(hub: StandinHub, tmp_path: Path,
     assert "alice/noencoder@main" in msg and "encoder.safetensors" in msg
 
 
-def test_private_repo_needs_token(hub: StandinHub, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_private_repo_needs_token(
+    hub: StandinHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(ModelNotFoundError) as exc:
         _get(hub, "alice/private", tmp_path)
@@ -178,6 +192,7 @@ def test_corrupted_download_is_not_cached(hub: StandinHub, tmp_path: Path, mode:
         blobs = {p.name for p in (storage / "blobs").iterdir()}
         assert hash_file_bytes(good) not in blobs, "bad blob left in the cache"
         assert not any(storage.glob("snapshots/*/encoder.safetensors"))
+        assert not any(storage.glob("snapshots/*/config.json")), "config.json marks complete"
         assert not (storage / "refs" / "main").exists()
     finally:
         hub.corrupt("alice/broken", "encoder.safetensors", None)
@@ -228,8 +243,9 @@ def test_resolve_local_dir_and_errors(tiny_model_dir: Path, tmp_path: Path) -> N
         assert parse_repo_reference(bad) is None, bad
 
 
-def test_registry_settings(tiny_model_dir: Path, tmp_path: Path,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registry_settings(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from idinvert.hub import registry
     from idinvert.hub.resolve import resolve_model
 
@@ -243,8 +259,11 @@ def test_registry_settings(tiny_model_dir: Path, tmp_path: Path,
     monkeypatch.setenv("IDINVERT_MODEL_FFHQ256", str(tiny_model_dir))
     assert resolve_model("ffhq256") == tiny_model_dir
     status = registry.entry_status(registry.OFFICIAL_MODELS["ffhq256"])
-    assert status == {"available": True, "reference": str(tiny_model_dir),
-                      "origin": "IDINVERT_MODEL_FFHQ256"}
+    assert status == {
+        "available": True,
+        "reference": str(tiny_model_dir),
+        "origin": "IDINVERT_MODEL_FFHQ256",
+    }
     monkeypatch.delenv("IDINVERT_MODEL_FFHQ256")
     cfg = tmp_path / "cfg" / "idinvert" / "config.toml"
     cfg.parent.mkdir(parents=True)
@@ -259,8 +278,9 @@ def test_registry_settings(tiny_model_dir: Path, tmp_path: Path,
         resolve_model("tower256")
 
 
-def test_bundled_default_absent_is_explained(monkeypatch: pytest.MonkeyPatch,
-                                             tmp_path: Path) -> None:
+def test_bundled_default_absent_is_explained(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from idinvert.hub import registry
     from idinvert.hub.resolve import resolve_model
 

@@ -220,6 +220,12 @@ def test_resume_rejects_different_architecture(tmp_path: Path) -> None:
     assert result["step"] == 1
 
 
+def test_max_minutes_stops_with_checkpoint(tmp_path: Path) -> None:
+    result = train_gan(tiny_config(max_minutes=0.0), tmp_path)
+    assert result["stopped"] and result["step"] == 1
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 1
+
+
 def test_stand_in_data_source(tmp_path: Path) -> None:
     result = train_gan(tiny_config(data=STAND_IN, total_kimg=0.008, mirror=True), tmp_path)
     assert result["step"] == 2

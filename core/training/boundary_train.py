@@ -7,8 +7,8 @@ For every attribute (Shen et al., *InterFaceGAN*, CVPR 2020, as used by IDInvert
 2. keep the ``ratio`` most confident positives and negatives (InterFaceGAN's
    ``chosen_num_or_ratio``; the middle of the score distribution is ambiguous), split them
    ``split`` / ``1 − split`` into fitting and validation sets;
-3. per layer ``l``, fit an L2-regularised logistic regression on ``w_l`` (standardised
-   features, L-BFGS in float64; for separable data it approaches the max-margin normal of
+3. per layer ``l``, fit an L2-regularised logistic regression on ``w_l`` (centred, one global
+   scale so W's geometry is kept, L-BFGS in float64; for separable data it approaches the max-margin normal of
    InterFaceGAN's linear SVM) and map its weight back to W coordinates: the boundary row is that
    normal, unit-norm, pointing towards label 1. Result ``[1, L, D]`` like the official files;
 4. **default layers** — edit held-out samples (``select_samples`` fresh codes) towards the other
@@ -19,8 +19,9 @@ For every attribute (Shen et al., *InterFaceGAN*, CVPR 2020, as used by IDInvert
    it are broken in favour of fewer layers, then coarser layers;
 5. **edit distance** — the mean gap between the positive and negative class centroids of the
    signed projection ``⟨w_l, n_l⟩`` (all samples, classifier labels), averaged over the chosen
-   layers: moving a typical sample by it crosses from one class centroid to the other. It is
-   recorded in ``boundary_report.json`` and used as ``idinvert eval``'s default distance.
+   layers: moving a typical sample by it crosses from one class centroid to the other (if the
+   samples hold one class only, twice the projection's standard deviation). It is recorded in
+   ``boundary_report.json`` and used as ``idinvert eval``'s default distance.
 
 Outputs in the model directory: ``boundaries/<attribute>.safetensors`` (via
 :func:`idinvert.core.boundaries.save_boundary`) and ``boundary_report.json``; the classifier is
@@ -71,7 +72,7 @@ class BoundaryTrainConfig:
         num_samples: W+ samples rendered and classified for fitting.
         ratio: fraction of samples taken from each end of the classifier's logit ranking.
         split: fitting fraction of the chosen samples (the rest validates).
-        l2: L2 weight of the logistic regression (on standardised features).
+        l2: L2 weight of the logistic regression (on centred, globally scaled features).
         select_samples: fresh samples used to choose the default layers.
         distance: edit distance for the layer choice (``None`` = measured centroid gap).
         seed: seed of the z samples.
@@ -162,14 +163,18 @@ def fit_logistic(
     Args:
         x: ``[N, D]`` features.
         y: ``[N]`` labels in {0, 1}.
-        l2: weight of ``½‖w‖²`` on standardised features (scale-free regularisation).
+        l2: weight of ``½‖w‖²`` on centred features divided by their RMS standard deviation
+            (scale-free regularisation; one scalar for all features keeps W's geometry).
         max_iter: L-BFGS iterations.
 
     Returns:
         ``(normal [D] float32 unit-norm, offset)`` with ``⟨normal, x⟩ + offset > 0`` ⇒ label 1.
     """
     xd, yd = x.double(), y.double()
-    mu, sd = xd.mean(0), xd.std(0).clamp_min(1e-8)
+    # Centre, and scale by one scalar (not per feature): the geometry, hence the max-margin
+    # direction of separable data, stays that of W (InterFaceGAN's SVM runs on raw codes).
+    mu = xd.mean(0)
+    sd = xd.var(0).mean().sqrt().clamp_min(1e-8)
     xs = (xd - mu) / sd
     w = torch.zeros(xs.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
@@ -343,6 +348,12 @@ def train_attribute_boundary(
     fits = fit_boundary(codes, logits[:, a], cfg.ratio, cfg.split, cfg.l2, cfg.seed)
     direction = np.stack([f.normal for f in fits]).astype(np.float32)  # [L, D]
     gaps = centroid_gap(codes, logits[:, a] > 0, direction)
+    rule = "centroid_gap"
+    if not np.mean(gaps) > 1e-6:  # one class only (or a useless fit): fall back to the spread
+        proj = torch.einsum("nld,ld->nl", codes.double(), torch.from_numpy(direction).double())
+        gaps, rule = 2.0 * proj.std(0).numpy(), "2_std (no class separation in the samples)"
+    if cfg.distance is not None:
+        rule = "fixed"
     distance = cfg.distance if cfg.distance is not None else float(np.mean(gaps))
     table: list[dict[str, Any]] = []
     if layers is None:
@@ -359,6 +370,7 @@ def train_attribute_boundary(
     entry = {
         "layers": sorted(layers),
         "distance": round(distance, 4),
+        "distance_rule": rule,
         "centroid_gap_per_layer": [round(float(g), 4) for g in gaps],
         "train_accuracy_per_layer": [round(f.train_accuracy, 4) for f in fits],
         "val_accuracy_per_layer": [None if f.val_accuracy is None else round(f.val_accuracy, 4)

@@ -106,6 +106,8 @@ class GanTrainConfig:
         mapping_layers, mapping_hidden_dim: depth and hidden width of the mapping MLP.
         fmaps_base, fmaps_max: generator channels ``min(fmaps_base // r, fmaps_max)``.
         d_fmaps_base, d_fmaps_max: the same for D (``None`` = as G).
+        The defaults are the bundled 64 px model: G channels 256/192/96/48/24 at 4/8/16/32/64
+        px, D 256/128/64/32/16 (see ``README_TRAINING.md`` for the measurements).
         mbstd_group: D minibatch-stddev group size.
         truncation_psi: ψ stored in the exported generator's config (training never truncates).
         truncation_layers: truncated leading layers stored in the generator config; ``None``
@@ -131,6 +133,8 @@ class GanTrainConfig:
         threads: torch intra-op threads per process.
         num_workers: rendering processes per rank (0 = render in the training process).
         checkpoint_minutes: write ``checkpoint.pt`` at least this often (also at the end).
+        max_minutes: stop (with a checkpoint) after this many minutes of this session, even
+            before ``total_kimg``; ``None`` = no limit. Resume later to continue.
         sample_every: write a sample grid every this many steps.
         log_every: write a ``log.jsonl`` line every this many steps.
         grid_size: the sample grid is ``grid_size × grid_size`` images.
@@ -142,9 +146,9 @@ class GanTrainConfig:
     w_dim: int = 128
     mapping_layers: int = 4
     mapping_hidden_dim: int = 256
-    fmaps_base: int = 2048
+    fmaps_base: int = 1536
     fmaps_max: int = 256
-    d_fmaps_base: int | None = None
+    d_fmaps_base: int | None = 1024
     d_fmaps_max: int | None = None
     mbstd_group: int = 4
     truncation_psi: float = 0.7
@@ -170,7 +174,8 @@ class GanTrainConfig:
     threads: int = 2
     num_workers: int = 1
     checkpoint_minutes: float = 10.0
-    sample_every: int = 250
+    max_minutes: float | None = None
+    sample_every: int = 200
     log_every: int = 10
     grid_size: int = 8
     progress: bool = True
@@ -194,8 +199,8 @@ class GanTrainConfig:
 
     # Fields that may differ between a checkpoint and the resuming command.
     RUNTIME_FIELDS = frozenset(
-        {"total_kimg", "threads", "num_workers", "checkpoint_minutes", "sample_every",
-         "log_every", "grid_size", "progress"}
+        {"total_kimg", "threads", "num_workers", "checkpoint_minutes", "max_minutes",
+         "sample_every", "log_every", "grid_size", "progress"}
     )
 
     def generator_config(self) -> GeneratorConfig:
@@ -584,6 +589,12 @@ def uint8_to_float(batch: torch.Tensor) -> torch.Tensor:
     return batch.permute(0, 3, 1, 2).float().mul_(2.0 / 255.0).sub_(1.0)
 
 
+def _worker_init(worker_id: int) -> None:
+    # Ctrl-C is handled by the training process (it finishes the step and checkpoints); a
+    # worker dying on SIGINT first would break that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_loader(dataset: FaceBatches, num_workers: int) -> DataLoader:
     """A DataLoader over pre-batched items that never touches the global RNG."""
     return DataLoader(
@@ -591,6 +602,7 @@ def make_loader(dataset: FaceBatches, num_workers: int) -> DataLoader:
         batch_size=None,
         num_workers=num_workers,
         prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(0),
     )
 
@@ -868,7 +880,8 @@ def train_gan(
     checkpoint's config; other differences raise ``ValueError``. ``resume=False`` starts over
     and replaces an existing checkpoint, log and sample grids.
 
-    SIGINT/SIGTERM finish the current step, write a checkpoint and return.
+    SIGINT/SIGTERM (and ``cfg.max_minutes``) finish the current step, write a checkpoint and
+    return with ``stopped=True``.
 
     Args:
         cfg: run configuration.
@@ -876,8 +889,8 @@ def train_gan(
         resume: continue from an existing checkpoint.
 
     Returns:
-        Summary: ``step``, ``nimg``, ``kimg``, ``stopped`` (interrupted by a signal), the last
-        logged statistics under ``last``, ``run_dir``, and ``state`` (this rank's
+        Summary: ``step``, ``nimg``, ``kimg``, ``stopped`` (by a signal or ``max_minutes``),
+        the last logged statistics under ``last``, ``run_dir``, and ``state`` (this rank's
         :class:`TrainState`: networks and optimizers, e.g. to continue in memory).
     """
     run_dir = Path(run_dir)
@@ -963,7 +976,7 @@ def _loop(
     )
     window = _Window()
     last: dict[str, Any] = {}
-    last_ckpt = time.monotonic()
+    last_ckpt = session_start = time.monotonic()
     t_start = time.perf_counter() - state.elapsed_sec
     stopped = False
     with _StopFlag() as stop:
@@ -982,8 +995,12 @@ def _loop(
             bar.update(1)
 
             done = state.step >= total_steps
-            due = time.monotonic() - last_ckpt >= cfg.checkpoint_minutes * 60
-            flags = ctx.all_reduce_max_(torch.tensor([float(stop.requested), float(due)]))
+            now = time.monotonic()
+            due = now - last_ckpt >= cfg.checkpoint_minutes * 60
+            timeout = cfg.max_minutes is not None and now - session_start >= cfg.max_minutes * 60
+            flags = ctx.all_reduce_max_(
+                torch.tensor([float(stop.requested or timeout), float(due)])
+            )
             stopping, save = bool(flags[0]), bool(flags[1]) or done or bool(flags[0])
 
             if state.step % cfg.log_every == 0 or done or stopping:

@@ -47,6 +47,7 @@ _GAN_FIELDS = {
     "channels_last": "channels_last",
     "data": "data",
     "checkpoint_minutes": "checkpoint_minutes",
+    "max_minutes": "max_minutes",
     "sample_every": "sample_every",
     "log_every": "log_every",
     "grid": "grid_size",
@@ -84,7 +85,7 @@ def _fp16_mib(numel: int) -> float:
 @click.option("--fmaps-base", type=int, default=None,
               help="G channels at resolution r: min(fmaps_base // r, fmaps_max).")
 @click.option("--fmaps-max", type=int, default=None)
-@click.option("--d-fmaps-base", type=int, default=None, help="D channels (default: as G).")
+@click.option("--d-fmaps-base", type=int, default=None, help="D channel numerator (default 1024).")
 @click.option("--d-fmaps-max", type=int, default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--r1-gamma", type=float, default=None)
@@ -95,7 +96,10 @@ def _fp16_mib(numel: int) -> float:
 @click.option("--channels-last/--no-channels-last", default=None)
 @click.option("--data", type=str, default=None,
               help="Renderer as module:function (default idinvert.core.training.faces:iter_faces).")
-@click.option("--checkpoint-minutes", type=float, default=None)
+@click.option("--checkpoint-minutes", type=float, default=None,
+              help="Checkpoint at least this often (default 10).")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop with a checkpoint after this many minutes (resume later).")
 @click.option("--sample-every", type=int, default=None, help="Sample grid every N steps.")
 @click.option("--log-every", type=int, default=None, help="log.jsonl line every N steps.")
 @click.option("--grid", type=int, default=None, help="Sample grid side (images).")

@@ -21,8 +21,12 @@ from typing import Any
 
 SITE = Path(__file__).resolve().parent / "site"
 FIXTURE_PLUGINS = (
-    "fixture-good", "fixture-broken-import", "fixture-raises", "fixture-duplicate",
-    "fixture-typo", "fixture-bad-command",
+    "fixture-good",
+    "fixture-broken-import",
+    "fixture-raises",
+    "fixture-duplicate",
+    "fixture-typo",
+    "fixture-bad-command",
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from idinvert.core.hookspecs import hookimpl
 
 

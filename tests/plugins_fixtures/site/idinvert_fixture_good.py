@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from idinvert.core.edit import (
     EditContext,
     EditInputs,
@@ -39,7 +37,9 @@ OPERATION = EditOperation(
     inputs=InputKind.CODES,
     params=(
         Param("factor", ParamType.FLOAT, 1.0, min=-10.0, max=10.0, help="The factor."),
-        Param("mode", ParamType.CHOICE, "scale", choices=("scale", "shift"), help="How to apply it."),
+        Param(
+            "mode", ParamType.CHOICE, "scale", choices=("scale", "shift"), help="How to apply it."
+        ),
         Param("tag", ParamType.STRING, "code", help="File name prefix."),
         Param("negate", ParamType.BOOL, False, help="Negate the factor."),
         Param("layers", ParamType.LAYERS, None, help="Layers.", default_help="all layers"),

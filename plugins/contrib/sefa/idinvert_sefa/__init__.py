@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from idinvert.core.edit import (
     EditContext,
     EditInputs,
@@ -30,6 +29,7 @@ from idinvert.core.edit import (
 )
 from idinvert.core.editing import manipulate
 from idinvert.core.hookspecs import hookimpl
+
 from idinvert_sefa.factorize import closed_form_factorization, style_weights
 
 if TYPE_CHECKING:
@@ -43,7 +43,9 @@ except PackageNotFoundError:  # pragma: no cover - imported from a source tree
 __all__ = ["OPERATION", "closed_form_factorization", "directions_for", "style_weights"]
 
 
-def directions_for(bundle: Any, layers: list[int] | None, top_k: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def directions_for(
+    bundle: Any, layers: list[int] | None, top_k: int
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """SeFa directions of ``bundle``'s generator.
 
     Args:
@@ -63,7 +65,9 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
     """``codes [N, L, D]`` → codes ``[N, steps, L, D]`` along direction ``component``."""
     directions, values, layers = directions_for(context.bundle, params["layers"], params["top_k"])
     direction = directions[params["component"]]
-    codes = manipulate(inputs["codes"], direction, params["start"], params["end"], params["steps"], layers)
+    codes = manipulate(
+        inputs["codes"], direction, params["start"], params["end"], params["steps"], layers
+    )
     return EditResult(
         codes.astype(np.float32),
         Layout.SEQUENCES,
@@ -80,7 +84,9 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
 def validate(params: dict[str, Any], bundle: Any) -> None:
     """``component`` must be one of the ``top_k`` directions."""
     if params["component"] >= params["top_k"]:
-        raise ParamError("component", f"must be below top_k ({params['top_k']}), got {params['component']}")
+        raise ParamError(
+            "component", f"must be below top_k ({params['top_k']}), got {params['component']}"
+        )
 
 
 OPERATION = EditOperation(
@@ -93,16 +99,49 @@ OPERATION = EditOperation(
     ),
     inputs=InputKind.CODES,
     params=(
-        Param("layers", ParamType.LAYERS, None, help="Layers to factorise and edit, e.g. '0-3'.",
-              default_help="all layers"),
-        Param("component", ParamType.INT, 0, min=0, max=lambda b: b.w_dim - 1, step=1,
-              help="Which direction to follow (0 = largest eigenvalue)."),
-        Param("top_k", ParamType.INT, 5, min=1, max=lambda b: b.w_dim, step=1,
-              help="Number of directions to compute and save."),
-        Param("start", ParamType.FLOAT, -3.0, min=-20.0, max=20.0, step=0.1,
-              help="Distance of the first code along the direction."),
-        Param("end", ParamType.FLOAT, 3.0, min=-20.0, max=20.0, step=0.1,
-              help="Distance of the last code along the direction."),
+        Param(
+            "layers",
+            ParamType.LAYERS,
+            None,
+            help="Layers to factorise and edit, e.g. '0-3'.",
+            default_help="all layers",
+        ),
+        Param(
+            "component",
+            ParamType.INT,
+            0,
+            min=0,
+            max=lambda b: b.w_dim - 1,
+            step=1,
+            help="Which direction to follow (0 = largest eigenvalue).",
+        ),
+        Param(
+            "top_k",
+            ParamType.INT,
+            5,
+            min=1,
+            max=lambda b: b.w_dim,
+            step=1,
+            help="Number of directions to compute and save.",
+        ),
+        Param(
+            "start",
+            ParamType.FLOAT,
+            -3.0,
+            min=-20.0,
+            max=20.0,
+            step=0.1,
+            help="Distance of the first code along the direction.",
+        ),
+        Param(
+            "end",
+            ParamType.FLOAT,
+            3.0,
+            min=-20.0,
+            max=20.0,
+            step=0.1,
+            help="Distance of the last code along the direction.",
+        ),
         Param("steps", ParamType.INT, 7, min=1, max=500, step=1, help="Codes per sample."),
     ),
     run=run,
@@ -117,41 +156,64 @@ def register_edit_operations(register: Callable[[EditOperation], None]) -> None:
     register(OPERATION)
 
 
+def sefa_boundaries(
+    model_ref: str | None, out_dir: Path, device: str, layers: str, top_k: int
+) -> None:
+    """Write the top-k SeFa directions as boundary files (OUT/sefa_KK.safetensors).
+
+    Each file holds one direction [1, D] and the factorised layers as its default layers,
+    so 'idinvert edit manipulate --boundary OUT/sefa_00.safetensors' follows it.
+    """
+    import click
+    from idinvert.core.api import load_model
+    from idinvert.core.boundaries import Boundary, parse_layers, save_boundary
+    from idinvert.core.outputs import staged_output
+
+    bundle = load_model(model_ref, device)
+    try:
+        layer_ids = parse_layers(layers, bundle.num_layers)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--layers'") from None
+    if top_k > bundle.w_dim:
+        raise click.BadParameter(f"must be at most D = {bundle.w_dim}", param_hint="'--top-k'")
+    directions, values, used = directions_for(bundle, layer_ids, top_k)
+    with staged_output(out_dir) as stage:
+        for k, direction in enumerate(directions):
+            source = f"SeFa layers {used}, eigenvalue {values[k]:.6g}"
+            boundary = Boundary(f"sefa_{k:02d}", direction[None], used, source)
+            save_boundary(boundary, stage / f"sefa_{k:02d}.safetensors")
+        np.save(stage / "eigenvalues.npy", values.astype(np.float32))
+    click.echo(f"wrote {top_k} SeFa direction(s) of layers {used} -> {out_dir}")
+
+
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    """Add ``idinvert sefa-boundaries``."""
+    """Add ``idinvert sefa-boundaries`` (cheap: nothing heavy is imported until it runs)."""
     import click
+    from idinvert.core.edit_cli import common_options
 
-    from idinvert.core.commands import device_option, model_option, out_option
-
-    @cli.command("sefa-boundaries")
-    @model_option
-    @out_option
-    @device_option
-    @click.option("--layers", default="all", show_default=True, help="Layers to factorise, e.g. '0-3'.")
-    @click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 4096),
-                  help="Number of directions to write.")
-    def sefa_boundaries(model_ref: str | None, out_dir: Path, device: str, layers: str, top_k: int) -> None:
-        """Write the top-k SeFa directions as boundary files (OUT/sefa_KK.safetensors).
-
-        Each file holds one direction [1, D] and the factorised layers as its default
-        layers, so 'idinvert edit manipulate --boundary OUT/sefa_00.safetensors' follows it.
-        """
-        from idinvert.core.boundaries import Boundary, parse_layers, save_boundary
-        from idinvert.core.commands import _load_model
-        from idinvert.core.outputs import staged_output
-
-        bundle = _load_model(model_ref, device)
-        try:
-            layer_ids = parse_layers(layers, bundle.num_layers)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="'--layers'") from None
-        if top_k > bundle.w_dim:
-            raise click.BadParameter(f"must be at most D = {bundle.w_dim}", param_hint="'--top-k'")
-        directions, values, used = directions_for(bundle, layer_ids, top_k)
-        with staged_output(out_dir) as stage:
-            for k, direction in enumerate(directions):
-                b = Boundary(f"sefa_{k:02d}", direction[None], used, f"SeFa layers {used}, eigenvalue {values[k]:.6g}")
-                save_boundary(b, stage / f"sefa_{k:02d}.safetensors")
-            np.save(stage / "eigenvalues.npy", values.astype(np.float32))
-        click.echo(f"wrote {top_k} SeFa direction(s) of layers {used} -> {out_dir}")
+    model, out, device, _batch = common_options()
+    params = [
+        model,
+        out,
+        device,
+        click.Option(
+            ["--layers"], default="all", show_default=True, help="Layers to factorise, e.g. '0-3'."
+        ),
+        click.Option(
+            ["--top-k"],
+            default=5,
+            show_default=True,
+            type=click.IntRange(1, 4096),
+            help="Number of directions to write.",
+        ),
+    ]
+    cli.add_command(
+        click.Command(
+            "sefa-boundaries",
+            params=params,
+            callback=sefa_boundaries,
+            help=sefa_boundaries.__doc__,
+            short_help="Write SeFa directions as boundaries.",
+        )
+    )

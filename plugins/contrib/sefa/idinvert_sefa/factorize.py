@@ -31,7 +31,9 @@ def style_weights(generator: Any, layers: Sequence[int]) -> list[np.ndarray]:
     return out
 
 
-def closed_form_factorization(weights: Sequence[np.ndarray], top_k: int) -> tuple[np.ndarray, np.ndarray]:
+def closed_form_factorization(
+    weights: Sequence[np.ndarray], top_k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` semantic directions of a generator from its style weights.
 
     ``A = [W_l / ‖row‖]`` stacked over layers, ``[Σ 2C_l, D]`` with unit rows (as the official
@@ -50,7 +52,9 @@ def closed_form_factorization(weights: Sequence[np.ndarray], top_k: int) -> tupl
         raise ValueError("layers: select at least one layer")
     dims = {w.shape[1] for w in weights}
     if len(dims) != 1 or any(w.ndim != 2 for w in weights):
-        raise ValueError(f"weights: expected [2C, D] matrices with one D, got {[list(w.shape) for w in weights]}")
+        raise ValueError(
+            f"weights: expected [2C, D] matrices with one D, got {[list(w.shape) for w in weights]}"
+        )
     dim = dims.pop()
     if not 1 <= top_k <= dim:
         raise ValueError(f"top_k: must be in 1..{dim}, got {top_k}")

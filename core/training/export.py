@@ -1,0 +1,343 @@
+"""Assemble a model directory from a GAN run and an encoder run (the bundled model).
+
+Contents (``core.modeldir`` layout plus training extras)::
+
+    config.json            generator + encoder config; perceptual = torchvision VGG16 *config
+                           only* (weights resolved at load time, see below); provenance
+    generator.safetensors  EMA generator (fp16) — the exact G the encoder was trained against
+    encoder.safetensors    encoder (fp16, BatchNorm running statistics included)
+    classifier.safetensors + classifier.json   attribute classifier (if available)
+    boundaries/<attr>.safetensors + boundary_report.json   (if available)
+    eval.json              ``idinvert eval`` result (if given)
+    README.md              model card
+
+The torchvision VGG16 (10 convs to conv4_3, ≈ 7.6 M parameters, ≈ 15 MB fp16 / 30 MB fp32) is
+*not* stored: with ``perceptual="external"`` config.json records ``{"preprocessing":
+"torchvision", "output_scale": 57.63, "source": ...}`` and the loader resolves the weights
+through :func:`idinvert.hub.vgg_weights.vgg16_perceptual_net`. ``perceptual="none"`` records no
+perceptual network (inversion then runs with ``--perceptual-weight 0``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from idinvert.core.modeldir import ImageConfig, ModelBundle, ModelConfig, save_model_dir
+from idinvert.core.models.perceptual import TORCHVISION_OUTPUT_SCALE, PerceptualConfig
+from idinvert.core.training import gan
+from idinvert.core.training.boundary_train import BOUNDARY_DIR, REPORT_FILE
+from idinvert.core.training.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON
+from idinvert.core.training.encoder_train import export_encoder
+
+EVAL_FILE = "eval.json"
+EXTRAS = (CLASSIFIER_FILE, CLASSIFIER_JSON, REPORT_FILE, EVAL_FILE, BOUNDARY_DIR)
+WEIGHT_BUDGET_MIB = 25.0
+VGG_SOURCE = (
+    "torchvision ImageNet VGG16 (vgg16-397923af.pth, as used by LPIPS) to ReLU(conv4_3); "
+    "not stored here: resolved at load time by idinvert.hub.vgg_weights"
+)
+
+
+def external_perceptual_config() -> PerceptualConfig:
+    """The perceptual entry of a model that does not ship its VGG weights."""
+    return PerceptualConfig("torchvision", TORCHVISION_OUTPUT_SCALE, VGG_SOURCE)
+
+
+def _last_log(run_dir: Path | None) -> dict[str, Any]:
+    if run_dir is None or not (run_dir / "log.jsonl").is_file():
+        return {}
+    lines = [ln for ln in (run_dir / "log.jsonl").read_text().splitlines() if ln.strip()]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def _generator_matches(run_dir: Path, G: torch.nn.Module) -> bool | None:
+    """Whether the GAN run's current EMA generator equals ``G`` (``None``: no checkpoint)."""
+    path = run_dir / gan.CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    state = gan.load_checkpoint(path)["G_ema"]
+    own = G.state_dict()
+    return state.keys() == own.keys() and all(torch.equal(state[k], own[k]) for k in own)
+
+
+def weight_mib(model_dir: str | Path) -> dict[str, float]:
+    """Size in MiB of every ``*.safetensors`` file under ``model_dir`` (relative names)."""
+    root = Path(model_dir)
+    return {
+        str(p.relative_to(root)): round(p.stat().st_size / 2**20, 3)
+        for p in sorted(root.rglob("*.safetensors"))
+    }
+
+
+def build_model_dir(
+    encoder_run: str | Path,
+    out: str | Path,
+    *,
+    gan_run: str | Path | None = None,
+    name: str = "faces64",
+    perceptual: str = "external",
+    extras_from: str | Path | None = None,
+    eval_json: str | Path | None = None,
+    overwrite: bool = False,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """Write the model directory ``out`` (atomically: staged beside it, then swapped in).
+
+    Args:
+        encoder_run: encoder run directory; its checkpoint also holds the generator it was
+            trained against, which is the one exported.
+        out: destination model directory.
+        gan_run: the GAN run (for provenance and the card; default: the path the encoder run
+            recorded). A warning is returned if its current EMA generator differs.
+        name: model name in config.json.
+        perceptual: ``"external"`` (record the torchvision VGG config, no weights) or
+            ``"none"``.
+        extras_from: a directory whose classifier, boundaries, boundary report and eval.json are
+            copied in (default: ``out`` itself when it exists, so re-exporting keeps them).
+        eval_json: an ``idinvert eval`` result to store as eval.json and quote in the card.
+        overwrite: replace an existing ``out``.
+        description: config.json description.
+
+    Returns:
+        ``{"path", "weights_mib" (per file), "total_mib", "warnings"}``.
+    """
+    out = Path(out)
+    if perceptual not in ("external", "none"):
+        raise ValueError(f"perceptual must be external or none, got {perceptual!r}")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass overwrite (--overwrite)")
+    E, G, info = export_encoder(encoder_run)
+    gan_info = info["gan"]
+    gan_dir = Path(gan_run) if gan_run else Path(gan_info.get("run", ""))
+    gan_dir = gan_dir if gan_dir.is_dir() else None
+    warnings = []
+    if gan_dir is not None and _generator_matches(gan_dir, G) is False:
+        warnings.append(
+            f"{gan_dir}: the GAN run's current G_ema differs from the generator the encoder was "
+            f"trained against (GAN step {gan_info.get('step')}); exporting the latter"
+        )
+    extras_dir = Path(extras_from) if extras_from else (out if out.is_dir() else None)
+    eval_result = json.loads(Path(eval_json).read_text()) if eval_json else None
+    if eval_result is None and extras_dir is not None and (extras_dir / EVAL_FILE).is_file():
+        eval_result = json.loads((extras_dir / EVAL_FILE).read_text())
+
+    enc_cfg = info["config"]
+    gan_cfg = gan_info.get("config", {})
+    provenance = {
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "generator": {
+            "trainer": "idinvert train gan (StyleGAN, per-layer W+ mapping), EMA weights",
+            "run": str(gan_info.get("run", "")),
+            "step": gan_info.get("step"),
+            "kimg": gan_info.get("kimg"),
+            "train_seconds": _last_log(gan_dir).get("time_sec"),
+        },
+        "encoder": {
+            "trainer": "idinvert train encoder (domain-guided encoder, IDInvert objective)",
+            "run": str(Path(encoder_run).resolve()),
+            "step": info["step"],
+            "kimg": round(info["nimg"] / 1000, 3),
+            "train_seconds": round(float(info["elapsed_sec"]), 1),
+            "perceptual_term": enc_cfg.get("perceptual"),
+        },
+        "data": {"renderer": enc_cfg.get("data") or gan_cfg.get("data"),
+                 "train_seed": gan_cfg.get("seed"), "synthetic": True},
+        "perceptual": "external torchvision VGG16 (not stored)" if perceptual == "external"
+        else None,
+    }
+    config = ModelConfig(
+        name=name,
+        generator=G.config,
+        encoder=E.config,
+        perceptual=external_perceptual_config() if perceptual == "external" else None,
+        image=ImageConfig(G.config.resolution),
+        provenance=provenance,
+        description=description or (
+            f"idinvert's own {G.config.resolution} px model of procedurally rendered cartoon "
+            "faces (trained from scratch on CPU): generator, domain-guided encoder, attribute "
+            "boundaries"
+        ),
+    )
+    bundle = ModelBundle(config, G, E, None, None)
+    card_ctx = {"gan_cfg": gan_cfg, "enc_cfg": enc_cfg, "info": info, "gan_dir": gan_dir,
+                "eval": eval_result, "extras": extras_dir, "perceptual": perceptual}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.export.", dir=out.parent))
+    try:
+        stage = save_model_dir(bundle, stage_root / "model", dtype=torch.float16, card="")
+        _copy_extras(extras_dir, stage, eval_result)
+        sizes = weight_mib(stage)
+        (stage / "README.md").write_text(model_card(config, card_ctx, stage, sizes))
+        _swap_in(stage, out)
+    finally:
+        shutil.rmtree(stage_root, ignore_errors=True)
+    total = round(sum(sizes.values()), 3)
+    if total > WEIGHT_BUDGET_MIB:
+        warnings.append(f"weights total {total} MiB > the {WEIGHT_BUDGET_MIB:g} MiB budget")
+    return {"path": out, "weights_mib": sizes, "total_mib": total, "warnings": warnings}
+
+
+def _copy_extras(src: Path | None, dst: Path, eval_result: dict[str, Any] | None) -> None:
+    if src is not None and src.is_dir():
+        for item in EXTRAS:
+            p = src / item
+            if p.is_dir():
+                shutil.copytree(p, dst / item)
+            elif p.is_file():
+                shutil.copy2(p, dst / item)
+    if eval_result is not None:
+        (dst / EVAL_FILE).write_text(json.dumps(eval_result, indent=2) + "\n")
+    for p in [dst, *dst.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def _swap_in(stage: Path, out: Path) -> None:
+    """Replace ``out`` by ``stage`` with renames (the old directory is removed last)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old.{os.getpid()}")
+        os.replace(out, old)
+    os.replace(stage, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model card
+
+
+def _hours(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"{seconds / 3600:.1f} h"
+
+
+def _metrics_section(ev: dict[str, Any] | None) -> list[str]:
+    if not ev:
+        return ["Not evaluated yet: run `idinvert eval --model DIR --json eval.json` and "
+                "re-export with `--eval eval.json`."]
+    from idinvert.core.training.evaluate import METHODS, format_table
+
+    c = ev["config"]
+    lines = [
+        f"`idinvert eval` on {c['n']} held-out renders (data seed {c['data_seed']}, never used "
+        f"in training), {c['steps']} optimisation steps:",
+        "",
+        "| method | MSE | LPIPS | attributes preserved | edit success | edit preservation |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in METHODS:
+        r, s = ev["reconstruction"][m], ev["editing_summary"][m]
+        lpips = "n/a" if r.get("lpips") is None else f"{r['lpips']:.3f}"
+        succ = "n/a" if s.get("success") is None else f"{s['success']:.2f}"
+        pres = "n/a" if s.get("preserved") is None else f"{s['preserved']:.2f}"
+        lines.append(f"| {m} | {r['mse']:.4f} | {lpips} | {r['attribute_preservation']:.3f} "
+                     f"| {succ} | {pres} |")
+    lines += ["", "```", format_table(ev), "```"]
+    return lines
+
+
+def model_card(
+    config: ModelConfig, ctx: dict[str, Any], model_dir: Path, sizes: dict[str, float]
+) -> str:
+    """Markdown model card (data, recipe, compute, metrics, limitations)."""
+    g, e = config.generator, config.encoder
+    gan_cfg, enc_cfg, info = ctx["gan_cfg"], ctx["enc_cfg"], ctx["info"]
+    prov = config.provenance
+    clf = json.loads((model_dir / CLASSIFIER_JSON).read_text()) \
+        if (model_dir / CLASSIFIER_JSON).is_file() else None
+    report = json.loads((model_dir / REPORT_FILE).read_text()) \
+        if (model_dir / REPORT_FILE).is_file() else None
+    lines = [
+        f"# {config.name}: idinvert's bundled synthetic-face model",
+        "",
+        config.description,
+        "",
+        "## Intended use",
+        "",
+        "Offline demo and tests of In-Domain GAN Inversion (Zhu et al., ECCV 2020): invert an "
+        f"aligned {g.resolution}×{g.resolution} cartoon face into W+ "
+        f"(`[{g.num_layers}, {g.w_dim}]`), edit it along attribute boundaries, render it. It "
+        "knows only the procedural face domain; real photos are out of domain.",
+        "",
+        "## Data",
+        "",
+        f"Procedurally rendered, labelled cartoon faces (`{prov['data']['renderer']}`, training "
+        f"stream seed {prov['data']['train_seed']}); no real people, no downloaded data. "
+        "Evaluation and validation use reserved data seeds (≥ 2^29) that no training command "
+        "accepts.",
+        "",
+        "## Networks and recipe",
+        "",
+        f"* **Generator** (`generator.safetensors`): StyleGAN with per-layer W+ mapping, "
+        f"{g.resolution} px, z/w dim {g.z_dim}/{g.w_dim}, channels "
+        f"min({g.fmaps_base}/r, {g.fmaps_max}); trained with `idinvert train gan` "
+        f"(non-saturating logistic loss, R1 γ {gan_cfg.get('r1_gamma')}, batch "
+        f"{gan_cfg.get('batch_size')}, lr {gan_cfg.get('lr')}, style mixing "
+        f"{gan_cfg.get('style_mixing_prob')}) for {prov['generator'].get('kimg')} kimg; EMA "
+        f"weights. Truncation ψ {g.truncation_psi} on the first {g.truncation_layers} layers "
+        "for sampling only.",
+        f"* **Encoder** (`encoder.safetensors`): the official PyTorch-port architecture with "
+        f"BatchNorm (channels {e.channels_base}→{e.channels_max}, trainable BN γ), trained with "
+        f"the paper's objective: pixel MSE + {enc_cfg.get('perceptual_weight')}·VGG "
+        f"(term {'on' if enc_cfg.get('perceptual') == 'torchvision' else 'OFF: no VGG weights'})"
+        f" + {enc_cfg.get('adversarial_weight')}·adversarial, D kept training (logistic + R1 "
+        f"γ {enc_cfg.get('r1_gamma'):.3g}), Adam β ({enc_cfg.get('beta1')}, "
+        f"{enc_cfg.get('beta2')}), lr {enc_cfg.get('lr'):.3g}·0.8^(kimg/"
+        f"{enc_cfg.get('decay_kimg'):g}), batch {enc_cfg.get('batch_size')}, mirror "
+        f"augmentation, {round(info['nimg'] / 1000, 1)} kimg of real renders"
+        + (f", latent warm-up weight {enc_cfg.get('latent_weight')}"
+           if enc_cfg.get("latent_weight") else "") + ".",
+        "* **Perceptual network**: " + (
+            "torchvision's ImageNet VGG16 to ReLU(conv4_3) with output scale "
+            f"{TORCHVISION_OUTPUT_SCALE:.2f}; *not stored here* (≈ 15 MB fp16) — idinvert "
+            "resolves it at load time (`idinvert.hub.vgg_weights`)."
+            if ctx["perceptual"] == "external" else "none (invert with `--perceptual-weight 0`)."
+        ),
+    ]
+    if clf:
+        acc = clf.get("metrics", {}).get("accuracy", {})
+        lines.append(
+            "* **Attribute classifier** (`classifier.safetensors`): small CNN trained on "
+            f"{clf['training']['num_train']} labelled renders; held-out accuracy "
+            + ", ".join(f"{a} {v:.2f}" for a, v in acc.items()) + "."
+        )
+    if report:
+        attrs = report.get("attributes", {})
+        lines.append(
+            "* **Boundaries** (`boundaries/`): InterFaceGAN-style per-layer unit normals from "
+            f"{report['config']['num_samples']} W+ samples (ψ = 1), top/bottom "
+            f"{report['config']['ratio']:g} by classifier logit, logistic regression; default "
+            "layers chosen by measured edit success × preservation: "
+            + ", ".join(f"{a} {v['layers']} (distance {v['distance']:.2f})"
+                        for a, v in attrs.items()) + "."
+        )
+    lines += [
+        "",
+        "## Compute",
+        "",
+        f"CPU only. GAN: {_hours(prov['generator'].get('train_seconds'))}; encoder: "
+        f"{_hours(prov['encoder'].get('train_seconds'))} ({info['step']} steps).",
+        "",
+        "## Metrics",
+        "",
+        *_metrics_section(ctx["eval"]),
+        "",
+        "## Files",
+        "",
+        *[f"* `{k}`: {v:.2f} MiB" for k, v in sizes.items()],
+        "",
+        "## Limitations",
+        "",
+        "Tiny, blurry compared with FFHQ models; only the rendered cartoon-face domain; "
+        "attribute edits are judged by a classifier trained on the same renderer.",
+        "",
+        "License: MIT (weights trained from scratch on synthetic data).",
+        "",
+    ]
+    return "\n".join(lines)

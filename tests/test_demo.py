@@ -1,0 +1,139 @@
+"""The Gradio demo, launched for real on 127.0.0.1 and driven with ``gradio_client``."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from conftest import free_port  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(demo_model_dir, tmp_path_factory):
+    from idinvert.demo.app import build_demo, launch_kwargs
+    from idinvert.demo.service import DemoLimits
+
+    limits = DemoLimits(max_steps=20, default_steps=3, max_pixels=4_000_000, concurrency=2)
+    blocks = build_demo(str(demo_model_dir), "cpu", limits, examples=[])
+    port = free_port()
+    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(limits))
+    yield f"http://127.0.0.1:{port}/"
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(1)
+    paths = {}
+    for name in ("a", "b", "c"):
+        p = root / f"{name}.png"
+        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(p)
+        paths[name] = p
+    text = root / "notes.png"
+    text.write_text("not an image")
+    paths["text"] = text
+    huge = root / "huge.png"
+    Image.new("L", (3000, 2000)).save(huge)  # 6 MP > the test server's 4 MP cap
+    paths["huge"] = huge
+    return paths
+
+
+def _client(url: str) -> Client:
+    return Client(url, verbose=False)
+
+
+def test_api_names_are_documented(server):
+    api = _client(server).view_api(return_format="dict")["named_endpoints"]
+    for name in ("/invert", "/sample", "/quick_edit", "/edit_interpolate", "/edit_manipulate", "/edit_diffuse", "/edit_mix"):
+        assert name in api, name
+    params = [p["parameter_name"] for p in api["/edit_manipulate"]["parameters"]]
+    assert params[:3] == ["boundary", "layers", "start"]
+
+
+def test_invert_then_every_edit(server, photos):
+    c = _client(server)
+    out = c.predict(handle_file(str(photos["a"])), 3, api_name="/invert")
+    target, enc, final, metrics, _curve, codes_path, edited = out
+    assert Image.open(final).size == (32, 32)
+    assert "MSE" in metrics
+    assert np.load(codes_path).shape == (1, 8, 16)
+    before = np.asarray(Image.open(final))
+    # quick edit: re-synthesis only, and the image changes with the slider
+    moved = np.asarray(Image.open(c.predict(2.0, 0.0, api_name="/quick_edit")))
+    still = np.asarray(Image.open(c.predict(0.0, 0.0, api_name="/quick_edit")))
+    assert np.array_equal(still, before)
+    assert not np.array_equal(moved, before)
+    gallery, anim, codes = c.predict("smile", [], -2, 2, 5, False, api_name="/edit_manipulate")
+    assert len(gallery) == 5 and np.load(codes).shape == (1, 5, 8, 16)
+    assert Image.open(anim).format == "GIF"
+    gallery, anim, codes = c.predict(handle_file(str(photos["b"])), 4, api_name="/edit_interpolate")
+    assert np.load(codes).shape == (1, 4, 8, 16)
+    gallery, anim, codes = c.predict(handle_file(str(photos["b"])), ["6", "7"], api_name="/edit_mix")
+    assert np.load(codes).shape == (1, 1, 8, 16)
+    gallery, anim, codes = c.predict(
+        [handle_file(str(photos["b"])), handle_file(str(photos["c"]))], 16, 16, 10, 10, 2, 0.01, 0.0,
+        api_name="/edit_diffuse",
+    )
+    assert np.load(codes).shape == (2, 8, 16)
+
+
+def test_sample_gives_a_session_to_edit(server):
+    c = _client(server)
+    out = c.predict(3, api_name="/sample")
+    assert np.load(out[5]).shape == (1, 8, 16)
+    gallery, _anim, _codes = c.predict("age", [], -1, 1, 3, False, api_name="/edit_manipulate")
+    assert len(gallery) == 3
+
+
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [("text", "not a readable image"), ("huge", "MP"), (None, "no image")],
+)
+def test_bad_uploads_give_specific_errors(server, photos, which, message):
+    from gradio_client.exceptions import AppError
+
+    c = _client(server)
+    arg = handle_file(str(photos[which])) if which else None
+    with pytest.raises(AppError, match=message):
+        c.predict(arg, 2, api_name="/invert")
+    # the server keeps serving
+    assert c.predict(3, api_name="/sample")[3].startswith("Random sample")
+
+
+def test_edit_before_invert_and_step_cap_are_errors(server, photos):
+    from gradio_client.exceptions import AppError
+
+    c = _client(server)
+    with pytest.raises(AppError, match="invert a photo"):
+        c.predict("smile", [], -2, 2, 5, False, api_name="/edit_manipulate")
+    with pytest.raises(AppError, match="steps must be|greater than maximum value 20"):
+        c.predict(handle_file(str(photos["a"])), 10_000, api_name="/invert")
+    c.predict(handle_file(str(photos["a"])), 1, api_name="/invert")
+    with pytest.raises(AppError, match="crop"):  # a crop reaching outside the 32 px image
+        c.predict([handle_file(str(photos["b"]))], 30, 16, 20, 10, 1, 0.01, 0.0, api_name="/edit_diffuse")
+
+
+def test_eight_concurrent_clients(server, tmp_path):
+    # distinct inputs: Gradio caches outputs by content hash, so identical concurrent results
+    # would share one cache file; real users' results differ
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(8):
+        paths.append(tmp_path / f"p{i}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(paths[-1])
+
+    def one(i: int) -> tuple:
+        c = _client(server)
+        out = c.predict(handle_file(str(paths[i])), 2, api_name="/invert")
+        edited = c.predict(0.1 * (i + 1), 0.0, api_name="/quick_edit")
+        return np.load(out[5]).shape, Image.open(edited).size
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    assert results == [((1, 8, 16), (32, 32))] * 8
