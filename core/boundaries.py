@@ -56,6 +56,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Unpickler that can only rebuild numpy arrays/dtypes and plain containers."""
 
     _ALLOWED = {
+        ("_codecs", "encode"),  # numpy pickles raw array bytes as latin-1 strings
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"),
@@ -95,7 +96,10 @@ def read_npy_restricted(path: str | Path) -> object:
         raise ModelFormatError(f"{path}: not a .npy file")
     buf = io.BytesIO(raw)
     version = np.lib.format.read_magic(buf)
-    shape, _fortran, dtype = np.lib.format._read_array_header(buf, version)  # noqa: SLF001
+    read_header = (
+        np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    )
+    _shape, _fortran, dtype = read_header(buf)
     if dtype.hasobject:
         try:
             obj = _ArrayOnlyUnpickler(buf).load()

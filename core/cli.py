@@ -49,12 +49,14 @@ class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMANDS))
+        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMANDS) | set(_plugin_commands()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
-        if command is not None or cmd_name not in SUBCOMMANDS:
+        if command is not None:
             return command
+        if cmd_name not in SUBCOMMANDS:
+            return _plugin_commands().get(cmd_name)
         module_name, attr, short_help = SUBCOMMANDS[cmd_name]
         try:
             module = importlib.import_module(module_name)
@@ -73,12 +75,23 @@ class LazyGroup(click.Group):
                     continue
                 rows.append((name, SUBCOMMANDS[name][2]))
             else:
-                cmd = super().get_command(ctx, name)
+                cmd = self.get_command(ctx, name)
                 if cmd is not None and not cmd.hidden:
                     rows.append((name, cmd.get_short_help_str()))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _plugin_commands() -> dict[str, click.Command]:
+    """CLI commands registered by plugins (``register_commands`` hook); never fatal."""
+    try:
+        from idinvert.core.plugins import plugin_commands
+
+        return plugin_commands()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+        logging.getLogger(__name__).warning("plugin commands unavailable: %s", exc)
+        return {}
 
 
 def _unavailable(name: str, short_help: str, reason: str) -> click.Command:

@@ -125,10 +125,19 @@ class DemoApp:
 
         return service.invert_image(self.bundle, image, steps, on_step, self.lpips_metric)
 
-    def invert(self, image_path: str | None, steps: float, progress: gr.Progress = gr.Progress()) -> tuple:
-        """Upload → (input, encoder, final, metrics, loss curve, codes file, session)."""
+    def invert(
+        self, image_path: str | None, steps: float, align: bool = False, progress: gr.Progress = gr.Progress()
+    ) -> tuple:
+        """Upload → (input, encoder, final, metrics, loss curve, codes file, session, edited,
+        final pasted back into the photo)."""
         steps_int = service.check_steps(steps, self.limits)
-        image = service.prepare_image(self.bundle, image_path, self.limits)
+        name = Path(image_path).stem if image_path else "image"
+        photo = service.load_upload(image_path, self.limits)
+        alignment = None
+        if align:
+            image, alignment = service.align_upload(self.bundle, photo, name)
+        else:
+            image = service.prepare_image(self.bundle, image_path, self.limits)
         out = self._invert_work(image, steps_int, progress)
         metrics = (
             f"**Encoder** MSE {out.mse_encoder:.4f}"
@@ -137,11 +146,16 @@ class DemoApp:
             + (f", LPIPS {out.lpips:.3f}" if out.lpips is not None else " (LPIPS: no VGG backbone available)")
         )
         curve = _loss_frame(out.history)
-        name = Path(image_path).stem if image_path else "image"
-        session = {"codes": out.codes, "init_codes": out.init_codes, "image": image, "name": name}
+        session = {
+            "codes": out.codes, "init_codes": out.init_codes, "image": image, "name": name,
+            "alignment": alignment,
+        }
+        if alignment is not None:
+            metrics += f" · aligned the largest of {alignment['faces']} face(s)"
         return (
             image, out.encoder_image, out.final_image, metrics, curve,
             self._codes_file(out.codes, f"{name}_codes.npy"), session, out.final_image,
+            service.paste_into_original(session, out.final_image),
         )
 
     def sample(self, seed: float) -> tuple:
@@ -149,12 +163,14 @@ class DemoApp:
         session = {"codes": codes, "init_codes": None, "image": image, "name": f"sample{int(seed)}"}
         metrics = f"Random sample, seed {int(seed)} (truncation ψ = {self.bundle.config.generator.truncation_psi})"
         empty = _loss_frame({})
-        return image, image, image, metrics, empty, self._codes_file(codes, f"sample{int(seed)}_codes.npy"), session, image
+        codes_file = self._codes_file(codes, f"sample{int(seed)}_codes.npy")
+        return image, image, image, metrics, empty, codes_file, session, image, None
 
-    def quick_edit(self, session: dict | None, *strengths: float) -> np.ndarray:
+    def quick_edit(self, session: dict | None, *strengths: float) -> tuple[np.ndarray, np.ndarray | None]:
         codes = service.require_codes(session)
         values = dict(zip(self.boundaries, strengths, strict=True))
-        return service.quick_edit(self.bundle, codes, self.boundaries, values)
+        image = service.quick_edit(self.bundle, codes, self.boundaries, values)
+        return image, service.paste_into_original(session, image)
 
     def _second_codes(self, image_path: str | None, steps: int, progress: gr.Progress, what: str) -> np.ndarray:
         image = service.prepare_image(self.bundle, image_path, self.limits, what)
@@ -234,6 +250,12 @@ class DemoApp:
                         0, self.limits.max_steps, value=self.limits.default_steps, step=1,
                         label="Optimization steps (0 = encoder only)",
                     )
+                    align = gr.Checkbox(
+                        value=service.alignment_default(self.bundle), label="Align face (FFHQ-style)",
+                        info="Detect the largest face, crop it like the training faces, and paste "
+                        "results back into your photo. On by default for face models.",
+                        elem_id="align",
+                    )
                     invert_btn = gr.Button("Invert", variant="primary", elem_id="invert-btn")
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, label="Seed", min_width=80)
@@ -251,9 +273,12 @@ class DemoApp:
                         height=220,
                     )
                     codes_file = gr.File(label="W+ codes (.npy)")
-            edited = gr.Image(label="Edited", format="png", interactive=False, elem_id="edited", height=256)
-            outputs = [shown_input, shown_enc, shown_final, metrics, curve, codes_file, session, edited]
-            invert_btn.click(guarded(self.invert), [upload, steps], outputs, api_name="invert")
+            with gr.Row():
+                edited = gr.Image(label="Edited", format="png", interactive=False, elem_id="edited", height=256)
+                full = gr.Image(label="Pasted back into your photo (when aligned)", format="png",
+                                interactive=False, height=256, elem_id="full")
+            outputs = [shown_input, shown_enc, shown_final, metrics, curve, codes_file, session, edited, full]
+            invert_btn.click(guarded(self.invert), [upload, steps, align], outputs, api_name="invert")
             sample_btn.click(guarded(self.sample), [seed], outputs, api_name="sample")
             with gr.Tabs():
                 if self.boundaries:
@@ -264,7 +289,7 @@ class DemoApp:
                                       info=f"layers {b.layers or 'all'}")
                             for name, b in self.boundaries.items()
                         ]
-                        def quick(session_value: dict | None, *strengths: float) -> np.ndarray:
+                        def quick(session_value: dict | None, *strengths: float) -> tuple:
                             return self.quick_edit(session_value, *strengths)
 
                         quick_names = ["session", *(_identifier(n) for n in self.boundaries)]
@@ -273,9 +298,10 @@ class DemoApp:
                         )
                         fn = guarded(quick)
                         for s in sliders:
-                            s.change(fn, [session, *sliders], edited, api_name=False, show_progress="hidden")
+                            s.change(fn, [session, *sliders], [edited, full], api_name=False,
+                                     show_progress="hidden")
                         gr.Button("Apply", visible=False).click(
-                            fn, [session, *sliders], edited, api_name="quick_edit"
+                            fn, [session, *sliders], [edited, full], api_name="quick_edit"
                         )
                 for op in self.operations.values():
                     self._build_operation_tab(op, session)

@@ -51,15 +51,58 @@ class DemoError(ValueError):
     """A user-facing error (shown in the UI, returned through the API)."""
 
 
-def prepare_image(bundle: ModelBundle, path: str | Path | None, limits: DemoLimits, what: str = "image") -> np.ndarray:
-    """Validate and resize an uploaded file → ``uint8 [R, R, 3]``."""
+#: Originals kept for paste-back are reduced to this longer side (memory per session).
+PASTE_BACK_MAX_SIDE = 2048
+
+
+def load_upload(path: str | Path | None, limits: DemoLimits, what: str = "image") -> np.ndarray:
+    """Validate an uploaded file → ``uint8 [H, W, 3]`` (EXIF applied, any mode → RGB)."""
     if path is None or str(path) == "":
         raise DemoError(f"no {what}: upload a photo, take one with the webcam, or pick an example")
     image = load_image(path)
     h, w = image.shape[:2]
     if h * w > limits.max_pixels:
         raise DemoError(f"{what} is {w}×{h}; this demo accepts up to {limits.max_pixels / 1e6:.0f} MP")
-    return resize_to_model(image, bundle.resolution)
+    return image
+
+
+def prepare_image(bundle: ModelBundle, path: str | Path | None, limits: DemoLimits, what: str = "image") -> np.ndarray:
+    """Validate and resize an uploaded file → ``uint8 [R, R, 3]``."""
+    return resize_to_model(load_upload(path, limits, what), bundle.resolution)
+
+
+def alignment_default(bundle: ModelBundle) -> bool:
+    """Align by default for face models (``alignment: ffhq``) when dlib is installed."""
+    from idinvert.core.alignment import is_available
+
+    return bundle.config.image.alignment == "ffhq" and is_available()
+
+
+def align_upload(bundle: ModelBundle, image: np.ndarray, name: str = "photo") -> tuple[np.ndarray, dict[str, Any]]:
+    """FFHQ-align the largest face → (``uint8 [R, R, 3]`` crop, paste-back info).
+
+    The info holds the (size-capped) original and the JSON-able transform.
+    """
+    from PIL import Image
+
+    from idinvert.core.alignment import align_image
+
+    h, w = image.shape[:2]
+    scale = min(1.0, PASTE_BACK_MAX_SIDE / max(h, w))
+    if scale < 1.0:
+        image = np.asarray(Image.fromarray(image).resize((round(w * scale), round(h * scale)), Image.LANCZOS))
+    aligned, faces = align_image(image, bundle.resolution, name=name)
+    return aligned.image, {"original": image, "transform": aligned.transform.to_dict(), "faces": faces}
+
+
+def paste_into_original(session: Session | None, result: np.ndarray) -> np.ndarray | None:
+    """Paste a ``uint8 [R, R, 3]`` result back into the session's original photo, if aligned."""
+    if not session or not session.get("alignment"):
+        return None
+    from idinvert.core.alignment import paste_back
+
+    info = session["alignment"]
+    return paste_back(info["original"], result, info["transform"])
 
 
 def check_steps(steps: float | int | None, limits: DemoLimits) -> int:

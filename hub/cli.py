@@ -102,8 +102,8 @@ def publish_command(
 ) -> None:
     """Validate MODEL_DIR, write its model card and upload it to the Hub as REPO_ID.
 
-    Only config.json, README.md, the *.safetensors weights and boundaries/*.safetensors are
-    uploaded. Authenticate with HF_TOKEN or `hf auth login` (a token with write access).
+    Only top-level *.safetensors, *.json and *.md files and boundaries/*.safetensors|json are
+    uploaded (never pickles). Authenticate with HF_TOKEN or `hf auth login` (write access).
     """
     from idinvert.hub.card import human_size
     from idinvert.hub.publish import prepare, publish

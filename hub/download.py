@@ -9,9 +9,10 @@ the snapshot folder (a model directory). What it guarantees:
   instead of huggingface_hub's ~23 s of retries.
 * **Offline.** ``HF_HUB_OFFLINE=1`` resolves from the cache only (branches through the cache's
   ``refs/``); a revision that is a commit hash and is fully cached needs no network at all.
-* **No pickles.** Only ``config.json``, ``README.md``, the ``*.safetensors`` weights and
-  ``boundaries/*.safetensors`` are downloaded; ``.bin``/``.pth``/``.pt``/``.ckpt``/``.pkl``/
-  ``.npy`` files in a repo are never fetched, and a repo holding only pickles is refused.
+* **No pickles.** Only top-level ``*.safetensors``, ``*.json`` and ``*.md`` files and
+  ``boundaries/*.safetensors|json`` are downloaded (:func:`is_model_file`); ``.bin``/``.pth``/
+  ``.pt``/``.ckpt``/``.pkl``/``.npy`` files in a repo are never fetched, and a repo holding only
+  pickles is refused.
 * **Integrity.** Every newly downloaded file is checked against the Hub's size and sha256 (git
   blob id for small files) and safetensors headers are validated; a bad file is removed from the
   cache and the error says to re-run. Sizes and checksums are logged at debug level.
@@ -24,7 +25,6 @@ as huggingface_hub honours them (the first two are read when huggingface_hub is 
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import re
@@ -38,14 +38,17 @@ from idinvert.hub.integrity import ExpectedFile, check_file, evict
 
 logger = logging.getLogger(__name__)
 
-#: Files of a model directory that are fetched from the Hub (everything else is ignored).
+#: Suffixes of the files of a model directory that are transferred (top level), and of those
+#: in ``boundaries/``; everything else (pickles above all) is never downloaded or uploaded.
+SAFE_SUFFIXES: tuple[str, ...] = (".safetensors", ".json", ".md")
+BOUNDARY_SUFFIXES: tuple[str, ...] = (".safetensors", ".json")
+#: The same rule as glob patterns, for huggingface_hub's ``allow_patterns``.
 ALLOWED_PATTERNS: tuple[str, ...] = (
-    "config.json",
-    "README.md",
-    "generator.safetensors",
-    "encoder.safetensors",
-    "perceptual.safetensors",
+    "*.safetensors",
+    "*.json",
+    "*.md",
     "boundaries/*.safetensors",
+    "boundaries/*.json",
 )
 REQUIRED_FILES: tuple[str, ...] = ("config.json", "generator.safetensors", "encoder.safetensors")
 #: File types that can carry code when loaded (pickle-based); never downloaded.
@@ -62,16 +65,9 @@ PICKLE_SUFFIXES: tuple[str, ...] = (
     ".h5",
 )
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-#: Download order: small optional files first, config.json last, so that a cached snapshot that
-#: holds config.json is complete (an interrupted download always lacks a required file).
-_ORDER = (
-    "README.md",
-    "boundaries/",
-    "perceptual.safetensors",
-    "generator.safetensors",
-    "encoder.safetensors",
-    "config.json",
-)
+#: Download order: optional files first, then the weights, config.json last, so that a cached
+#: snapshot that holds config.json is complete (an interrupted download lacks a required file).
+_LAST = ("perceptual.safetensors", "generator.safetensors", "encoder.safetensors", "config.json")
 
 
 class CorruptDownloadError(ModelNotFoundError):
@@ -113,15 +109,19 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _allowed(path: str) -> bool:
-    return any(fnmatch.fnmatchcase(path, p) for p in ALLOWED_PATTERNS)
+def is_model_file(path: str) -> bool:
+    """Whether ``path`` (relative, ``/``-separated) is transferred: top-level ``*.safetensors``,
+    ``*.json``, ``*.md`` and ``boundaries/*.safetensors|json``; no hidden files, no pickles."""
+    parts = path.split("/")
+    if any(not p or p.startswith(".") for p in parts):
+        return False
+    if len(parts) == 1:
+        return path.endswith(SAFE_SUFFIXES)
+    return len(parts) == 2 and parts[0] == "boundaries" and path.endswith(BOUNDARY_SUFFIXES)
 
 
 def _order_key(path: str) -> tuple[int, str]:
-    for i, prefix in enumerate(_ORDER):
-        if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
-            return (i, path)
-    return (len(_ORDER), path)
+    return (_LAST.index(path) + 1 if path in _LAST else 0, path)
 
 
 def _storage_folder(repo_id: str, cache_dir: Path) -> Path:
@@ -163,18 +163,15 @@ class _Ctx:
         return f"{self.repo_id}@{self.revision}"
 
     def not_found(self) -> str:
-        if _token_set(self.token):
-            hint = (
-                "a token is set (HF_TOKEN or `hf auth login`) but it cannot read this repo: "
-                "check the name, or use a token with read access to it"
-            )
-        else:
-            hint = (
-                "check the spelling of owner/name; if the repo is private, set HF_TOKEN "
-                "(or run `hf auth login`) with a token that can read it"
-            )
+        token = (
+            " (the token now in use, from HF_TOKEN or `hf auth login`, has no access to it)"
+            if _token_set(self.token)
+            else ""
+        )
         return (
-            f"model repo {self.repo_id!r} not found on {self.endpoint} (or not accessible): {hint}"
+            f"model repo {self.repo_id!r} not found on {self.endpoint} (or not accessible): check "
+            "the spelling of owner/name; if the repo is private, set HF_TOKEN (or run `hf auth "
+            f"login`) to a token that can read it{token}"
         )
 
     def revision_not_found(self) -> str:
@@ -248,7 +245,7 @@ def _verify(
 def _plan(ctx: _Ctx, siblings: list[Any]) -> tuple[list[str], dict[str, ExpectedFile]]:
     """Files to fetch (ordered) and the Hub's metadata of each; refuses pickles-only repos."""
     names = [s.rfilename for s in siblings]
-    wanted = sorted((n for n in names if _allowed(n)), key=_order_key)
+    wanted = sorted((n for n in names if is_model_file(n)), key=_order_key)
     pickles = [n for n in names if n.lower().endswith(PICKLE_SUFFIXES)]
     missing = [f for f in REQUIRED_FILES if f not in names]
     if missing:
@@ -426,7 +423,7 @@ def _cached_and_checked(ctx: _Ctx) -> Path:
         (str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink()),
         key=_order_key,
     )
-    _verify(ctx, folder, [f for f in files if _allowed(f)], {}, fresh=set())
+    _verify(ctx, folder, [f for f in files if is_model_file(f)], {}, fresh=set())
     logger.debug("using cached snapshot %s", folder)
     return folder
 

@@ -1,14 +1,14 @@
 """Publishing a model directory to the Hugging Face Hub (``idinvert hub publish``).
 
 Steps: validate the directory by loading it (weights, config, boundaries), write the model card
-``README.md`` into it, then upload only ``config.json``, ``README.md``, the ``*.safetensors``
-weights and ``boundaries/*.safetensors`` with ``HfApi.upload_folder`` (one commit). A dry run
-stops after the card and reports what would be uploaded (sizes, sha256).
+``README.md`` into it, then upload with ``HfApi.upload_folder`` (one commit) only what
+:func:`idinvert.hub.download.is_model_file` accepts: top-level ``*.safetensors``, ``*.json``,
+``*.md`` and ``boundaries/*.safetensors|json``. A dry run stops after the card and reports what
+would be uploaded (sizes, sha256).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +16,10 @@ from typing import Any
 
 from idinvert.core.errors import IdinvertError, ModelFormatError
 from idinvert.hub.card import GENERATED_MARKER, CardBoundary, CardFile, render_card
-from idinvert.hub.download import ALLOWED_PATTERNS
+from idinvert.hub.download import is_model_file
 from idinvert.hub.integrity import hash_file
 
 logger = logging.getLogger(__name__)
-
-#: What gets uploaded: exactly what :mod:`idinvert.hub.download` fetches.
-UPLOAD_PATTERNS: tuple[str, ...] = ALLOWED_PATTERNS
 
 
 class PublishError(IdinvertError):
@@ -50,10 +47,6 @@ class PublishPlan:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
-
-
-def _uploadable(rel: str) -> bool:
-    return any(fnmatch.fnmatchcase(rel, p) for p in UPLOAD_PATTERNS)
 
 
 def _check_repo_id(repo_id: str) -> None:
@@ -127,7 +120,7 @@ def prepare(
         rel = p.relative_to(model_dir).as_posix()
         if not p.is_file() or rel == CARD_FILE:
             continue
-        if _uploadable(rel):
+        if is_model_file(rel):
             digest, _ = hash_file(p)
             weights.append(CardFile(rel, p.stat().st_size, digest or ""))
         else:
@@ -188,7 +181,7 @@ def publish(
             repo_id=plan.repo_id,
             folder_path=plan.model_dir,
             repo_type="model",
-            allow_patterns=list(UPLOAD_PATTERNS),
+            allow_patterns=[f.path for f in plan.files],  # exact paths: nothing else
             revision=branch,
             commit_message=message,
         )

@@ -556,6 +556,8 @@ def cli_env(home: Path, endpoint: str | None, **extra: str) -> dict[str, str]:
             "IDINVERT_VGG16": "none",
             "OMP_NUM_THREADS": "1",
             "GRADIO_ANALYTICS_ENABLED": "False",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
         }
     )
     if endpoint is not None:

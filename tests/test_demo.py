@@ -58,15 +58,16 @@ def test_api_names_are_documented(server):
 
 def test_invert_then_every_edit(server, photos):
     c = _client(server)
-    out = c.predict(handle_file(str(photos["a"])), 3, api_name="/invert")
-    target, enc, final, metrics, _curve, codes_path, edited = out
+    out = c.predict(handle_file(str(photos["a"])), 3, False, api_name="/invert")
+    target, enc, final, metrics, _curve, codes_path, edited, full = out
+    assert full is None  # not aligned
     assert Image.open(final).size == (32, 32)
     assert "MSE" in metrics
     assert np.load(codes_path).shape == (1, 8, 16)
     before = np.asarray(Image.open(final))
     # quick edit: re-synthesis only, and the image changes with the slider
-    moved = np.asarray(Image.open(c.predict(2.0, 0.0, api_name="/quick_edit")))
-    still = np.asarray(Image.open(c.predict(0.0, 0.0, api_name="/quick_edit")))
+    moved = np.asarray(Image.open(c.predict(2.0, 0.0, api_name="/quick_edit")[0]))
+    still = np.asarray(Image.open(c.predict(0.0, 0.0, api_name="/quick_edit")[0]))
     assert np.array_equal(still, before)
     assert not np.array_equal(moved, before)
     gallery, anim, codes = c.predict("smile", [], -2, 2, 5, False, api_name="/edit_manipulate")
@@ -101,7 +102,7 @@ def test_bad_uploads_give_specific_errors(server, photos, which, message):
     c = _client(server)
     arg = handle_file(str(photos[which])) if which else None
     with pytest.raises(AppError, match=message):
-        c.predict(arg, 2, api_name="/invert")
+        c.predict(arg, 2, False, api_name="/invert")
     # the server keeps serving
     assert c.predict(3, api_name="/sample")[3].startswith("Random sample")
 
@@ -113,8 +114,8 @@ def test_edit_before_invert_and_step_cap_are_errors(server, photos):
     with pytest.raises(AppError, match="invert a photo"):
         c.predict("smile", [], -2, 2, 5, False, api_name="/edit_manipulate")
     with pytest.raises(AppError, match="steps must be|greater than maximum value 20"):
-        c.predict(handle_file(str(photos["a"])), 10_000, api_name="/invert")
-    c.predict(handle_file(str(photos["a"])), 1, api_name="/invert")
+        c.predict(handle_file(str(photos["a"])), 10_000, False, api_name="/invert")
+    c.predict(handle_file(str(photos["a"])), 1, False, api_name="/invert")
     with pytest.raises(AppError, match="crop"):  # a crop reaching outside the 32 px image
         c.predict([handle_file(str(photos["b"]))], 30, 16, 20, 10, 1, 0.01, 0.0, api_name="/edit_diffuse")
 
@@ -130,10 +131,36 @@ def test_eight_concurrent_clients(server, tmp_path):
 
     def one(i: int) -> tuple:
         c = _client(server)
-        out = c.predict(handle_file(str(paths[i])), 2, api_name="/invert")
-        edited = c.predict(0.1 * (i + 1), 0.0, api_name="/quick_edit")
+        out = c.predict(handle_file(str(paths[i])), 2, False, api_name="/invert")
+        edited = c.predict(0.1 * (i + 1), 0.0, api_name="/quick_edit")[0]
         return np.load(out[5]).shape, Image.open(edited).size
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, range(8)))
     assert results == [((1, 8, 16), (32, 32))] * 8
+
+
+def test_align_and_paste_back_real_photo(server):
+    pytest.importorskip("dlib")
+    from pathlib import Path
+
+    photo = Path(__file__).parent / "data" / "astronaut.jpg"
+    c = _client(server)
+    out = c.predict(handle_file(str(photo)), 1, True, api_name="/invert")
+    assert "aligned" in out[3]
+    full = Image.open(out[7])
+    assert full.size == Image.open(photo).size
+    edited, pasted = c.predict(1.5, 0.0, api_name="/quick_edit")
+    assert Image.open(pasted).size == full.size
+
+
+def test_non_face_photo_with_alignment_is_a_clear_error(server):
+    pytest.importorskip("dlib")
+    from pathlib import Path
+
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="no face"):
+        _client(server).predict(
+            handle_file(str(Path(__file__).parent / "data" / "chelsea.jpg")), 1, True, api_name="/invert"
+        )

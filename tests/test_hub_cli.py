@@ -18,6 +18,16 @@ from PIL import Image
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
+@pytest.fixture(autouse=True)
+def _online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process parts talk to the stand-in: undo an HF_HUB_OFFLINE=1 set for the whole run
+    (subprocesses get a clean environment from ``cli_env``)."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture(scope="module")
 def hub(tiny_model_dir: Path) -> StandinHub:
     with StandinHub() as h:

@@ -21,6 +21,16 @@ from idinvert.hub.integrity import hash_file, safetensors_problem
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
+@pytest.fixture(autouse=True)
+def _online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests talk to the stand-in: undo an HF_HUB_OFFLINE=1 set for the whole test run
+    (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture(scope="module")
 def model_files(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The tiny model directory's files plus a boundary, a card and a stray pickle."""
@@ -33,6 +43,9 @@ def model_files(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     files["boundaries/smile.safetensors"] = b.read_bytes()
     files["README.md"] = b"---\nlibrary_name: idinvert\n---\n# tiny\n"
     files["official_generator.pth"] = b"\x80\x02pickle that must never be fetched"
+    files["eval.json"] = b"{}"  # extras of a model directory travel too
+    files["nested/extra.safetensors"] = b"not at the top level: ignored"
+    files["boundaries/old.npy"] = b"\x93NUMPY pickle: ignored"
     return files
 
 
@@ -80,8 +93,10 @@ def test_download_by_commit_sha(hub: StandinHub, tmp_path: Path) -> None:
         "boundaries/smile.safetensors",
         "config.json",
         "encoder.safetensors",
+        "eval.json",
         "generator.safetensors",
     ]
+    assert not hub.requested(contains="nested/") and not hub.requested(contains=".npy")
     bundle = load_model_dir(folder)
     assert bundle.code_shape == (8, 16)
     assert not hub.requested(contains=".pth"), "pickles must never be requested"
@@ -146,7 +161,7 @@ def test_private_repo_needs_token(
     monkeypatch.setenv("HF_TOKEN", "hf_wrong_token")
     with pytest.raises(ModelNotFoundError) as exc:
         _get(hub, "alice/private", tmp_path)
-    assert "token is set" in _one_line(exc)
+    assert "the token now in use" in _one_line(exc)
     monkeypatch.setenv("HF_TOKEN", hub.token)
     folder = _get(hub, "alice/private", tmp_path)
     assert load_model_dir(folder).code_shape == (8, 16)
@@ -290,3 +305,28 @@ def test_bundled_default_absent_is_explained(
         resolve_model(None)
     msg = _one_line(exc)
     assert "faces64" in msg and "not installed" in msg and "--model" in msg
+
+
+def test_bundled_default_present(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    import shutil
+
+    from idinvert.hub import registry
+    from idinvert.hub.resolve import resolve_model
+
+    shutil.copytree(tiny_model_dir, tmp_path / "bundled" / "faces64")
+    (tmp_path / "bundled" / "README.md").write_text("not a model")
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "bundled")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    assert resolve_model(None) == resolve_model("faces64") == tmp_path / "bundled" / "faces64"
+    entry = registry.list_entries()[0]
+    assert (entry.name, entry.kind, entry.resolution, entry.num_layers) == (
+        "faces64",
+        "bundled",
+        32,
+        8,
+    )
+    assert registry.entry_status(entry)["available"] is True
+    monkeypatch.setenv("IDINVERT_MODEL_FACES64", str(tiny_model_dir))  # a setting wins
+    assert resolve_model(None) == tiny_model_dir

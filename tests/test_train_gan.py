@@ -220,6 +220,15 @@ def test_resume_rejects_different_architecture(tmp_path: Path) -> None:
     assert result["step"] == 1
 
 
+def test_run_dir_lock(tmp_path: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    with open(tmp_path / "train.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RuntimeError, match="in use"):
+            train_gan(tiny_config(), tmp_path)
+    assert train_gan(tiny_config(total_kimg=0.004), tmp_path)["step"] == 1
+
+
 def test_max_minutes_stops_with_checkpoint(tmp_path: Path) -> None:
     result = train_gan(tiny_config(max_minutes=0.0), tmp_path)
     assert result["stopped"] and result["step"] == 1

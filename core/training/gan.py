@@ -57,7 +57,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -86,6 +86,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 SAMPLES_DIR = "samples"
+LOCK_FILE = "train.lock"
 CHECKPOINT_FORMAT = "idinvert-gan-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -895,10 +896,42 @@ def train_gan(
     """
     run_dir = Path(run_dir)
     ctx = DistContext.from_env()
+    lock = _lock_run_dir(run_dir) if ctx.is_main else None
     try:
         return _train(cfg, run_dir, resume, ctx)
     finally:
+        if lock is not None:
+            lock.close()
         ctx.close()
+
+
+def _lock_run_dir(run_dir: Path) -> IO[str] | None:
+    """Hold an exclusive ``flock`` on ``run_dir/train.lock`` (released when the process ends).
+
+    Two trainings writing the same run directory would corrupt it (e.g. resuming while the
+    background run is still going).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise RuntimeError(
+            f"{run_dir} is in use by another training process (pid {owner}); stop it first "
+            "(kill -TERM <pid> saves a checkpoint) or choose another --out"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -> dict[str, Any]:
