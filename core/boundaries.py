@@ -52,23 +52,44 @@ class Boundary:
         return d
 
 
+def _latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for ``bytes`` (latin-1 only)."""
+    if not isinstance(text, str) or str(encoding).lower().replace("_", "-") not in (
+        "latin1",
+        "latin-1",
+        "iso-8859-1",
+    ):
+        raise pickle.UnpicklingError("refusing _codecs.encode other than str -> latin-1 bytes")
+    return text.encode("latin-1")
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can only rebuild numpy arrays/dtypes and plain containers."""
+    """Unpickler that can only rebuild numpy arrays/dtypes and plain containers.
+
+    Protocol-2 pickles (the official files) store bytes as ``_codecs.encode(str, 'latin1')``;
+    that global is mapped to a latin-1-only function, no other codec is reachable.
+    """
 
     _ALLOWED = {
-        ("_codecs", "encode"),  # numpy pickles raw array bytes as latin-1 strings
-        ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
     }
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle protocol
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
+        if module.startswith("numpy.core."):  # numpy 1.x spelling in older files
+            module = "numpy._core." + module[len("numpy.core.") :]
         if (module, name) in self._ALLOWED:
+            if not hasattr(np, "_core"):  # numpy < 2
+                module = module.replace("numpy._core", "numpy.core")
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays allowed")
+
+    def persistent_load(self, pid: object) -> object:
+        raise pickle.UnpicklingError("refusing persistent ids")
 
 
 def _check_plain(obj: object, where: str) -> None:
@@ -95,22 +116,33 @@ def read_npy_restricted(path: str | Path) -> object:
     if not raw.startswith(NPY_MAGIC):
         raise ModelFormatError(f"{path}: not a .npy file")
     buf = io.BytesIO(raw)
-    version = np.lib.format.read_magic(buf)
-    read_header = (
-        np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    )
-    _shape, _fortran, dtype = read_header(buf)
+    try:
+        version = np.lib.format.read_magic(buf)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        _shape, _fortran, dtype = read_header(buf)
+    except ValueError as exc:
+        raise ModelFormatError(f"{path}: malformed .npy header ({exc})") from None
     if dtype.hasobject:
         try:
             obj = _ArrayOnlyUnpickler(buf).load()
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError) as exc:
+        except (
+            pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError,
+            IndexError, KeyError, LookupError,
+        ) as exc:
             raise ModelFormatError(f"{path}: refused ({exc})") from None
         if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == ():
             obj = obj[()]
         _check_plain(obj, str(path))
         return obj
     buf.seek(0)
-    return np.load(buf, allow_pickle=False)
+    try:
+        return np.load(buf, allow_pickle=False)
+    except ValueError as exc:
+        raise ModelFormatError(f"{path}: unreadable .npy data ({exc})") from None
 
 
 def load_official_boundary(path: str | Path, name: str | None = None) -> Boundary:

