@@ -10,8 +10,9 @@ perceptual terms only see the masked region (``x · mask``) and the domain term 
 
 Differences from the official loop that do not change the numbers: the target's perceptual
 features are computed once, gradients flow only into the codes (never into network weights),
-and N images are optimised together with the sum of their per-sample losses (Adam is
-elementwise, so each sample follows exactly its batch-1 trajectory).
+N images are optimised together with the sum of their per-sample losses (Adam is
+elementwise, so each sample follows exactly its batch-1 trajectory), and on the CPU the
+allocator keeps freed activation memory for reuse (:mod:`idinvert.core.runtime`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from idinvert.core.losses import domain_loss, feature_loss, pixel_loss
 from idinvert.core.modeldir import ModelBundle
+from idinvert.core.runtime import tune_cpu_allocator
 
 LOSS_NAMES = ("pixel", "perceptual", "domain", "total")
 
@@ -231,6 +233,8 @@ def invert(
         )
     start = time.perf_counter()
     device = bundle.device
+    if device.type == "cpu":
+        tune_cpu_allocator()
     dtype = next(bundle.generator.parameters()).dtype
     bs = batch_size or max(n, 1)
     codes, inits = [], []

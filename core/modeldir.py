@@ -7,7 +7,11 @@ Layout::
     encoder.safetensors       Encoder state dict
     perceptual.safetensors    optional PerceptualNet state dict
     boundaries/<name>.safetensors   optional, one per attribute (see core.boundaries)
+    classifier.safetensors/.json    optional attribute classifier (evaluation of our models)
     README.md                 model card
+
+A model may declare torchvision's VGG16 as its perceptual network without shipping it; the
+weights are then resolved locally at load time (see ``_external_torchvision_vgg``).
 
 Only safetensors and JSON are ever read: loading a model directory cannot execute code.
 """
@@ -42,6 +46,8 @@ ENCODER_FILE = "encoder.safetensors"
 PERCEPTUAL_FILE = "perceptual.safetensors"
 BOUNDARY_DIR = "boundaries"
 CARD_FILE = "README.md"
+#: Optional files carried along when a loaded model is saved again (evaluation companions).
+EXTRA_FILES = ("classifier.safetensors", "classifier.json", "boundary_report.json", "eval.json")
 
 
 @dataclass
@@ -227,14 +233,20 @@ def save_model_dir(
         save_file(
             _state_to_save(b.encoder, dtype), str(tmp / ENCODER_FILE), metadata={"format": "pt"}
         )
-        if b.perceptual is not None:
+        external_vgg = b.path is not None and not (Path(b.path) / PERCEPTUAL_FILE).is_file()
+        if b.perceptual is not None and not external_vgg:
             save_file(
                 _state_to_save(b.perceptual, dtype),
                 str(tmp / PERCEPTUAL_FILE),
                 metadata={"format": "pt"},
             )
-        if b.path is not None and (Path(b.path) / BOUNDARY_DIR).is_dir():
-            shutil.copytree(Path(b.path) / BOUNDARY_DIR, tmp / BOUNDARY_DIR)
+        if b.path is not None:
+            source = Path(b.path)
+            if (source / BOUNDARY_DIR).is_dir():
+                shutil.copytree(source / BOUNDARY_DIR, tmp / BOUNDARY_DIR)
+            for extra in EXTRA_FILES:
+                if (source / extra).is_file():
+                    shutil.copy2(source / extra, tmp / extra)
         if card is not None:
             (tmp / CARD_FILE).write_text(card)
         _make_world_readable(tmp)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,3 +178,20 @@ def test_encoder_cli(gan_run: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "done: step 1" in res.output
     assert (out / et.CHECKPOINT_FILE).is_file() and (out / et.LOG_FILE).is_file()
+
+
+def test_ddp_torchrun_two_ranks(gan_run: Path, tmp_path: Path) -> None:
+    """torchrun --nproc_per_node=2 through the module entry point (gloo, CPU)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m",
+           "idinvert.core.training.encoder_cli", "encoder", "--gan", str(gan_run), "--out",
+           str(tmp_path), "--kimg", "0.008", "--batch-size", "4", "--channels-base", "4",
+           "--channels-max", "16", "--perceptual", "none", "--threads", "1", "--workers", "0",
+           "--grid", "2", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, env=env, timeout=300, capture_output=True)
+    ckpt = et.load_checkpoint(tmp_path / et.CHECKPOINT_FILE)
+    assert ckpt["step"] == 2 and ckpt["world_size"] == 2 and ckpt["rng"].shape[0] == 2
+    assert (tmp_path / "samples" / "grid_000002.png").is_file()

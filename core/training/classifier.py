@@ -6,10 +6,11 @@ on *real* renders (training stream ``data_seed``) and its accuracy is reported o
 validation split (see :mod:`idinvert.core.training.splits`).
 
 Architecture (``[B, 3, R, R]`` in [−1, 1] → logits ``[B, A]``): conv3×3 stem (16 channels),
-then stride-2 conv3×3 + conv3×3 blocks (LeakyReLU 0.2, channels doubled up to 128) down to 4×4,
-flatten, dense 128, dense A — 0.85 M parameters at 64 px (1.6 MiB fp16), ≈ 230 images/s of
-training on one CPU thread. Flattening (instead of global pooling) keeps where things are,
-which ``yaw_right`` needs.
+then stride-2 conv3×3 + conv3×3 blocks (channels doubled up to 128) down to 4×4, every conv
+followed by BatchNorm and LeakyReLU(0.2) (without normalisation it learned several times
+slower), flatten, dense 128, dense A — 0.85 M parameters at 64 px (1.6 MiB fp16), ≈ 200
+images/s of training on one CPU thread; inference uses the BN running statistics. Flattening
+(instead of global pooling) keeps where things are, which ``yaw_right`` needs.
 
 Augmentation: random translations (±R/16 px, reflect padding) and, with probability
 ``blur_prob``, a ×½ box down-sample and bilinear up-sample, so the classifier also judges the
@@ -73,6 +74,15 @@ class ClassifierConfig:
         return d
 
 
+def _conv_bn(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    """conv3×3 (no bias) → BatchNorm → LeakyReLU(0.2)."""
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.LeakyReLU(0.2),
+    ]
+
+
 class AttributeClassifier(nn.Module):
     """Image ``[B, 3, R, R]`` in [−1, 1] → attribute logits ``[B, A]`` (positive ⇒ label 1)."""
 
@@ -80,16 +90,11 @@ class AttributeClassifier(nn.Module):
         super().__init__()
         self.config = config
         c = config.channels
-        layers: list[nn.Module] = [nn.Conv2d(3, c, 3, padding=1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = _conv_bn(3, c, 1)
         res = config.resolution
         while res > 4:
             c_out = min(c * 2, config.channels_max)
-            layers += [
-                nn.Conv2d(c, c_out, 3, stride=2, padding=1),
-                nn.LeakyReLU(0.2),
-                nn.Conv2d(c_out, c_out, 3, padding=1),
-                nn.LeakyReLU(0.2),
-            ]
+            layers += _conv_bn(c, c_out, 2) + _conv_bn(c_out, c_out, 1)
             c, res = c_out, res // 2
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(

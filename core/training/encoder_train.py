@@ -658,6 +658,94 @@ def _resolve_perceptual(
     return net.eval().requires_grad_(False)
 
 
+def _from_checkpoint(
+    cfg: EncoderTrainConfig, ckpt: dict[str, Any], where: Path
+) -> tuple[EncoderTrainConfig, Generator, dict[str, Any], DiscriminatorConfig]:
+    """Resume: the stored config (runtime fields from ``cfg``), its generator and D config.
+
+    ``None``/``"auto"``/empty fields of ``cfg`` mean "as stored"; other non-runtime
+    differences raise ``ValueError``.
+    """
+    stored = EncoderTrainConfig.from_dict(ckpt["config"])
+    as_stored = {
+        f.name: getattr(stored, f.name)
+        for f in dataclasses.fields(cfg)
+        if getattr(cfg, f.name) in (None, "auto") or (f.name == "gan_run" and not cfg.gan_run)
+    }
+    explicit = dataclasses.replace(cfg, **as_stored)
+    if explicit.gan_run:
+        explicit = dataclasses.replace(explicit, gan_run=str(Path(explicit.gan_run).resolve()))
+    diff = explicit.incompatible_with(stored)
+    if diff:
+        raise ValueError(
+            f"{where} was trained with a different configuration ({'; '.join(diff)}); "
+            "resume with the same settings, or start over (--no-resume / another --out)"
+        )
+    runtime = {k: getattr(cfg, k) for k in EncoderTrainConfig.RUNTIME_FIELDS}
+    G = frozen_generator(GeneratorConfig(**ckpt["generator_config"]), ckpt["G"])
+    d_cfg = gan.GanTrainConfig.from_dict(ckpt["gan"]["config"]).discriminator_config()
+    return dataclasses.replace(stored, **runtime), G, dict(ckpt["gan"]), d_cfg
+
+
+def _from_gan_run(
+    cfg: EncoderTrainConfig, perceptual: PerceptualNet | None
+) -> tuple[EncoderTrainConfig, Generator, dict[str, Any], DiscriminatorConfig]:
+    """New run: resolve ``cfg`` against the GAN run; its EMA generator; GAN info (with the
+    discriminator state under ``"D"``) and D config."""
+    if not cfg.gan_run:
+        raise ValueError("gan_run is required for a new encoder run (--gan RUN_DIR)")
+    gan_cfg, gan_ckpt = load_gan_parts(cfg.gan_run)
+    want_vgg = cfg.perceptual != "none" and cfg.perceptual_weight > 0
+    have_vgg = perceptual is not None or (want_vgg and find_perceptual_net("cpu") is not None)
+    cfg = cfg.resolved(gan_cfg, have_vgg)
+    G = frozen_generator(gan_cfg.generator_config(), gan_ckpt["G_ema"])
+    gan_info = {
+        "run": cfg.gan_run,
+        "step": int(gan_ckpt["step"]),
+        "kimg": round(int(gan_ckpt["nimg"]) / 1000, 3),
+        "config": gan_cfg.to_dict(),
+        "D": gan_ckpt["D"],
+    }
+    return cfg, G, gan_info, gan_cfg.discriminator_config()
+
+
+def _build_state(
+    cfg: EncoderTrainConfig,
+    G: Generator,
+    d_cfg: DiscriminatorConfig,
+    gan_info: dict[str, Any],
+    ckpt: dict[str, Any] | None,
+) -> EncoderState:
+    """Networks and optimizers, fresh (D from the GAN run) or restored from ``ckpt``."""
+    E = build_encoder(cfg, G)
+    D = Discriminator(d_cfg)
+    if ckpt is None:
+        D.load_state_dict(gan_info.pop("D"))
+    state = EncoderState(E, D, G, *make_optimizers(cfg, E, D))
+    if ckpt is not None:
+        E.load_state_dict(ckpt["E"])
+        D.load_state_dict(ckpt["D"])
+        state.opt_E.load_state_dict(ckpt["opt_E"])
+        state.opt_D.load_state_dict(ckpt["opt_D"])
+        state.step, state.nimg = int(ckpt["step"]), int(ckpt["nimg"])
+        state.elapsed_sec = float(ckpt.get("elapsed_sec", 0.0))
+    if cfg.channels_last:
+        for net in (E, D, G):
+            net.to(memory_format=torch.channels_last)
+    E.train()
+    D.train()
+    return state
+
+
+def _prepare_run_dir(run_dir: Path, cfg: EncoderTrainConfig, fresh: bool) -> None:
+    (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (run_dir / LOG_FILE).unlink(missing_ok=True)
+        for old in (run_dir / SAMPLES_DIR).glob("grid_*.png"):
+            old.unlink()
+    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
 def _train(
     cfg: EncoderTrainConfig,
     run_dir: Path,
@@ -671,80 +759,22 @@ def _train(
     ckpt_path = run_dir / CHECKPOINT_FILE
     ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
     if ckpt is not None:
-        stored = EncoderTrainConfig.from_dict(ckpt["config"])
-        runtime = {k: getattr(cfg, k) for k in EncoderTrainConfig.RUNTIME_FIELDS}
-        merged = dataclasses.replace(stored, **runtime)
-        explicit = dataclasses.replace(
-            cfg, **{f.name: getattr(stored, f.name) for f in dataclasses.fields(cfg)
-                    if getattr(cfg, f.name) is None or getattr(cfg, f.name) == "auto"
-                    or (f.name == "gan_run" and not cfg.gan_run)}
-        )
-        if explicit.gan_run:
-            explicit = dataclasses.replace(explicit, gan_run=str(Path(explicit.gan_run).resolve()))
-        diff = explicit.incompatible_with(stored)
-        if diff:
-            raise ValueError(
-                f"{ckpt_path} was trained with a different configuration ({'; '.join(diff)}); "
-                "resume with the same settings, or start over (--no-resume / another --out)"
-            )
-        cfg = merged
-        g_cfg = GeneratorConfig(**ckpt["generator_config"])
-        G = frozen_generator(g_cfg, ckpt["G"])
-        gan_info = dict(ckpt["gan"])
-        d_cfg = _d_config_from(ckpt)
+        cfg, G, gan_info, d_cfg = _from_checkpoint(cfg, ckpt, ckpt_path)
     else:
-        if not cfg.gan_run:
-            raise ValueError("gan_run is required for a new encoder run (--gan RUN_DIR)")
-        gan_cfg, gan_ckpt = load_gan_parts(cfg.gan_run)
-        want_vgg = cfg.perceptual != "none" and cfg.perceptual_weight > 0
-        have_vgg = perceptual is not None or (want_vgg and _vgg_available())
-        cfg = cfg.resolved(gan_cfg, have_vgg)
-        g_cfg = gan_cfg.generator_config()
-        G = frozen_generator(g_cfg, gan_ckpt["G_ema"])
-        gan_info = {
-            "run": cfg.gan_run,
-            "step": int(gan_ckpt["step"]),
-            "kimg": round(int(gan_ckpt["nimg"]) / 1000, 3),
-            "config": gan_cfg.to_dict(),
-            "D": gan_ckpt["D"],
-        }
-        d_cfg = gan_cfg.discriminator_config()
+        cfg, G, gan_info, d_cfg = _from_gan_run(cfg, perceptual)
     perceptual = _resolve_perceptual(cfg, perceptual)
     check_train_seed(int(cfg.data_seed or 0), "data_seed")
-
-    E = build_encoder(cfg, G)
-    D = Discriminator(d_cfg)
-    if ckpt is None:
-        D.load_state_dict(gan_info.pop("D"))
-    opt_E, opt_D = make_optimizers(cfg, E, D)
-    state = EncoderState(E, D, G, opt_E, opt_D)
-    if ckpt is not None:
-        E.load_state_dict(ckpt["E"])
-        D.load_state_dict(ckpt["D"])
-        opt_E.load_state_dict(ckpt["opt_E"])
-        opt_D.load_state_dict(ckpt["opt_D"])
-        state.step, state.nimg = int(ckpt["step"]), int(ckpt["nimg"])
-        state.elapsed_sec = float(ckpt.get("elapsed_sec", 0.0))
-    if cfg.channels_last:
-        for net in (E, D, G):
-            net.to(memory_format=torch.channels_last)
-    ctx.broadcast_([*E.parameters(), *E.buffers(), *D.parameters()])
-    E.train()
-    D.train()
-
+    state = _build_state(cfg, G, d_cfg, gan_info, ckpt)
+    ctx.broadcast_([*state.E.parameters(), *state.E.buffers(), *state.D.parameters()])
     if ctx.is_main:
-        (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
-        if ckpt is None:
-            (run_dir / LOG_FILE).unlink(missing_ok=True)
-            for old in (run_dir / SAMPLES_DIR).glob("grid_*.png"):
-                old.unlink()
-        (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        _prepare_run_dir(run_dir, cfg, fresh=ckpt is None)
 
-    per_rank = cfg.batch_size // ctx.world
+    resolution = G.config.resolution
     total_steps = cfg.total_steps()
     dataset = gan.FaceBatches(
-        str(cfg.data), int(cfg.data_seed or 0), g_cfg.resolution, per_rank, state.nimg,
-        ctx.rank, ctx.world, num_steps=max(total_steps - state.step, 0), mirror=cfg.mirror,
+        str(cfg.data), int(cfg.data_seed or 0), resolution, cfg.batch_size // ctx.world,
+        state.nimg, ctx.rank, ctx.world, num_steps=max(total_steps - state.step, 0),
+        mirror=cfg.mirror,
     )
     batches = iter(gan.make_loader(dataset, cfg.num_workers))
     if ckpt is not None and int(ckpt["world_size"]) == ctx.world:
@@ -752,19 +782,11 @@ def _train(
     else:
         torch.manual_seed(cfg.seed * 1000 + 1 + ctx.rank + state.step)
 
-    val = validation_images(cfg, g_cfg.resolution) if ctx.is_main else None
+    val = validation_images(cfg, resolution) if ctx.is_main else None
     loop = _Loop(state, cfg, ctx, run_dir, perceptual, gan_info, val)
     if ckpt is None:
         loop.sample()
     return loop.run(batches, total_steps)
-
-
-def _vgg_available() -> bool:
-    return find_perceptual_net("cpu") is not None
-
-
-def _d_config_from(ckpt: dict[str, Any]) -> DiscriminatorConfig:
-    return gan.GanTrainConfig.from_dict(ckpt["gan"]["config"]).discriminator_config()
 
 
 class _Loop:

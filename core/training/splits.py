@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,8 +95,9 @@ def render_faces(
         seed: data set seed (see the module docstring for the split rule).
         start, count: index range.
         resolution: image side R.
-        workers: rendering processes (0 = in this process). Workers are spawned, so the
-            renderer must be importable by name.
+        workers: rendering processes (0 = in this process). They are forked where the platform
+            allows (like the GAN trainer's DataLoader workers: rendering is numpy/Pillow only),
+            else spawned (then the renderer must be importable by name).
         chunk: faces per worker task.
 
     Returns:
@@ -107,7 +108,8 @@ def render_faces(
         raise ValueError(f"count must be positive, got {count}")
     spans = [(s, min(chunk, start + count - s)) for s in range(start, start + count, chunk)]
     if workers > 0 and len(spans) > 1:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        method = "fork" if "fork" in get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
             futures = [pool.submit(_render_chunk, data, seed, s, n, resolution) for s, n in spans]
             parts = [f.result() for f in futures]
     else:

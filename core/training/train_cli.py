@@ -158,5 +158,14 @@ def _print_sizes(cfg: Any) -> None:
     click.echo(f"G: {n_g:,} parameters ({_fp16_mib(n_g):.1f} MiB fp16); D: {n_d:,} parameters")
 
 
+def _attach_encoder_commands() -> None:
+    from idinvert.core.training.encoder_cli import boundary_command, encoder_command, export_command
+
+    for command in (encoder_command, boundary_command, export_command):
+        train_group.add_command(command)
+
+
+_attach_encoder_commands()
+
 if __name__ == "__main__":
     train_group()
