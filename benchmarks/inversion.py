@@ -100,7 +100,9 @@ def median(values: list[float]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--iters", type=int, default=2, help="timed iterations per side and round")
     parser.add_argument("--warmup", type=int, default=1, help="untimed first iterations per run")
@@ -134,19 +136,26 @@ def main() -> None:
         times["batch1"] += t1[args.warmup :]
         times["batched"] += [t / args.batch for t in tb[args.warmup :]]
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, resolution {r}, "
-          f"{args.rounds} interleaved rounds x {args.iters} timed iterations")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, resolution {r}, "
+        f"{args.rounds} interleaved rounds x {args.iters} timed iterations"
+    )
     labels = {
         "official": "official-equivalent loop, batch 1",
         "batch1": "idinvert, batch 1",
         "batched": f"idinvert, batch {args.batch} (per image)",
     }
     for key, label in labels.items():
-        print(f"{label:36s}: min {min(times[key]):.3f}  median {median(times[key]):.3f} s/iteration/image")
+        print(
+            f"{label:36s}: min {min(times[key]):.3f}  "
+            f"median {median(times[key]):.3f} s/iteration/image"
+        )
     for stat, fn in (("min", min), ("median", median)):
         ref = fn(times["official"])
-        print(f"speed-up ({stat}): batch 1 {ref / fn(times['batch1']):.2f}x, "
-              f"batch {args.batch} {ref / fn(times['batched']):.2f}x per image")
+        print(
+            f"speed-up ({stat}): batch 1 {ref / fn(times['batch1']):.2f}x, "
+            f"batch {args.batch} {ref / fn(times['batched']):.2f}x per image"
+        )
     rel = abs(loss1[0] - loss_ref) / abs(loss_ref)
     rel_b = abs(lossb[0] - loss_ref) / abs(loss_ref)
     code_diff = float((z1 - z_ref).abs().max())

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from idinvert.core.errors import IdinvertError, InputImageError
 from PIL import Image
+
+from idinvert.core.errors import IdinvertError, InputImageError
 
 #: pip line shown when the optional dependencies are missing.
 INSTALL_HINT = "install with pip install 'idinvert[align]'"

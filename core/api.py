@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from idinvert.core.device import resolve_device
 from idinvert.core.modeldir import ModelBundle, load_model_dir
 

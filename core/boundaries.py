@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from idinvert.core.errors import CodeFormatError, ModelFormatError
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
+
+from idinvert.core.errors import CodeFormatError, ModelFormatError
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -130,8 +131,15 @@ def read_npy_restricted(path: str | Path) -> object:
         try:
             obj = _ArrayOnlyUnpickler(buf).load()
         except (
-            pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError,
-            IndexError, KeyError, LookupError,
+            pickle.UnpicklingError,
+            EOFError,
+            AttributeError,
+            ImportError,
+            TypeError,
+            ValueError,
+            IndexError,
+            KeyError,
+            LookupError,
         ) as exc:
             raise ModelFormatError(f"{path}: refused ({exc})") from None
         if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == ():

@@ -14,6 +14,7 @@ import logging
 import sys
 
 import click
+
 from idinvert.core.errors import IdinvertError
 
 #: name → ("module", "attribute", "short help") of every subcommand.

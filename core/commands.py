@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+
 from idinvert.core.codes import load_codes, save_codes
 from idinvert.core.images import load_for_model, save_png, to_tensor, to_uint8
 from idinvert.core.inversion import InversionSettings, StepInfo, invert, synthesize
@@ -65,9 +66,10 @@ def _lpips_metric(device: torch.device):
 def _align_inputs(paths: list[Path], resolution: int, face_index: int, found: list) -> list:
     """Load and FFHQ-align every photo before any inversion work → ``uint8 [R, R, 3]`` crops;
     appends ``(AlignedFace, faces_found)`` per photo to ``found``."""
+    from tqdm.auto import tqdm
+
     from idinvert.core.alignment import AlignmentUnavailableError, align_image, check_available
     from idinvert.core.images import load_image
-    from tqdm.auto import tqdm
 
     try:
         check_available()
@@ -207,7 +209,8 @@ def invert_command(
     if steps > 0 and perceptual_weight > 0 and bundle.perceptual is None:
         if bundle.perceptual_missing:
             raise click.ClickException(
-                f"the model's perceptual network (VGG16) is unavailable: {bundle.perceptual_missing}; "
+                "the model's perceptual network (VGG16) is unavailable: "
+                f"{bundle.perceptual_missing}; "
                 "or pass --perceptual-weight 0"
             )
         raise click.ClickException(

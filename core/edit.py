@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from idinvert.core.boundaries import Boundary, load_boundary, model_boundaries, parse_layers
 from idinvert.core.errors import IdinvertError
 
@@ -823,6 +824,7 @@ def run_edit(
 def synthesize_result(bundle: ModelBundle, result: EditResult, batch_size: int = 8) -> np.ndarray:
     """Render every code of ``result`` → uint8 ``[*codes.shape[:-2], R, R, 3]``."""
     import torch
+
     from idinvert.core.images import to_uint8
     from idinvert.core.inversion import synthesize
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from idinvert.core.edit import (
     EditInputs,
     EditOperation,
@@ -292,6 +293,7 @@ def _load_inputs(
     op: EditOperation, kwargs: dict[str, Any], bundle: Any
 ) -> tuple[EditInputs, dict[str, Any]]:
     import numpy as np
+
     from idinvert.core.codes import load_codes
     from idinvert.core.errors import IdinvertError
     from idinvert.core.images import load_for_model
@@ -323,10 +325,11 @@ def _option_hint(op: EditOperation, name: str) -> str:
 
 def run_command(op: EditOperation, kwargs: dict[str, Any]) -> None:
     """Load the model and inputs, run ``op`` and write its outputs to ``--out``."""
+    from tqdm.auto import tqdm
+
     from idinvert.core.api import load_model
     from idinvert.core.edit import run_edit
     from idinvert.core.outputs import staged_output
-    from tqdm.auto import tqdm
 
     warn_plugin_errors(click.get_current_context(silent=True))
     out_dir: Path = kwargs["out_dir"]
@@ -398,6 +401,7 @@ def write_result(
         The written file names.
     """
     import numpy as np
+
     from idinvert.core.codes import save_codes
     from idinvert.core.edit import synthesize_result
     from idinvert.core.images import image_grid, save_gif, save_png

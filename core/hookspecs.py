@@ -24,6 +24,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
+
     from idinvert.core.edit import EditOperation
 
 #: Marks hook specifications (this module only).

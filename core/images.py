@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from idinvert.core.errors import InputImageError
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from idinvert.core.errors import InputImageError
 
 #: Largest accepted input file in bytes.
 MAX_FILE_BYTES = 64 * 1024 * 1024

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+
 from idinvert.core.losses import domain_loss, feature_loss, pixel_loss
 from idinvert.core.modeldir import ModelBundle
 from idinvert.core.runtime import tune_cpu_allocator

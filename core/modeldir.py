@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
 from idinvert.core.errors import ModelFormatError
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator, GeneratorConfig
 from idinvert.core.models.perceptual import PerceptualConfig, PerceptualNet
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -342,7 +343,9 @@ def load_model_dir(model_dir: str | Path, device: torch.device | str = "cpu") ->
     missing_reason = None
     if config.perceptual is not None:
         perceptual = PerceptualNet(config.perceptual)
-        if (model_dir / PERCEPTUAL_FILE).is_file() or config.perceptual.preprocessing != "torchvision":
+        if (
+            model_dir / PERCEPTUAL_FILE
+        ).is_file() or config.perceptual.preprocessing != "torchvision":
             _load_weights(perceptual, model_dir / PERCEPTUAL_FILE)
         else:
             perceptual, missing_reason = _external_torchvision_vgg(config.perceptual)

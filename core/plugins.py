@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
+
 from idinvert.core import hookspecs
 from idinvert.core.errors import IdinvertError
 
 if TYPE_CHECKING:
     import click
+
     from idinvert.core.edit import EditOperation
 
 #: Built-in plugins, registered exactly like third-party ones (in this order).
@@ -362,6 +364,7 @@ def _collect_operations(reg: _Registry) -> None:
 
 def _collect_commands(reg: _Registry) -> None:
     import click
+
     from idinvert.core.cli import SUBCOMMANDS
 
     commands: dict[str, click.Command] = {}

@@ -33,14 +33,18 @@ def tune_cpu_allocator() -> bool:
     with _lock:
         if _done:
             return True
-        if os.environ.get("IDINVERT_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        if os.environ.get("IDINVERT_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith(
+            "linux"
+        ):
             return False
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             mallopt = libc.mallopt
         except (OSError, AttributeError):
             return False
-        ok = bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+        ok = bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(
+            mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+        )
         logger.debug("glibc allocator tuning %s", "applied" if ok else "refused")
         _done = ok
         return ok

@@ -40,19 +40,24 @@ log = logging.getLogger(__name__)
 CSS = ".idinvert-metrics {font-variant-numeric: tabular-nums}"
 
 
-class PhotoInput(gr.Image):
+def photo_input(**kwargs: Any) -> gr.Image:
     """``gr.Image`` (upload/webcam/clipboard, as a file path) that hands undecodable uploads to
-    our validation instead of failing in Gradio's preprocessing with a generic message."""
+    our validation instead of failing in Gradio's preprocessing with a generic message.
 
-    @classmethod
-    def get_block_name(cls) -> str:
-        return "image"
+    (An instance-level override: subclassing Gradio components makes Gradio write ``.pyi``
+    stubs next to our source at import time.)
+    """
+    component = gr.Image(type="filepath", **kwargs)
+    original = component.preprocess
 
-    def preprocess(self, payload: Any) -> Any:
+    def tolerant_preprocess(payload: Any) -> Any:
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except Exception:  # noqa: BLE001 - service.prepare_image reports what is wrong
             return getattr(payload, "path", None)
+
+    component.preprocess = tolerant_preprocess  # type: ignore[method-assign]
+    return component
 
 
 def _user_error(exc: Exception) -> gr.Error:
@@ -103,7 +108,9 @@ class DemoApp:
         self.examples = examples or []
         self.lpips_metric = lpips_metric
         self.plugin_problems = plugin_problems or []
-        self.boundaries = {name: load_boundary(p) for name, p in model_boundaries(bundle.path).items()}
+        self.boundaries = {
+            name: load_boundary(p) for name, p in model_boundaries(bundle.path).items()
+        }
         self.workdir = Path(tempfile.mkdtemp(prefix="idinvert-demo-"))
 
     # ------------------------------------------------------------------ files
@@ -119,14 +126,20 @@ class DemoApp:
     # ------------------------------------------------------------------ actions
 
     @gpu
-    def _invert_work(self, image: np.ndarray, steps: int, progress: gr.Progress) -> service.InversionOutput:
+    def _invert_work(
+        self, image: np.ndarray, steps: int, progress: gr.Progress
+    ) -> service.InversionOutput:
         def on_step(info: StepInfo) -> None:
             progress((info.step, info.total), desc="optimizing", unit="steps")
 
         return service.invert_image(self.bundle, image, steps, on_step, self.lpips_metric)
 
     def invert(
-        self, image_path: str | None, steps: float, align: bool = False, progress: gr.Progress = gr.Progress()
+        self,
+        image_path: str | None,
+        steps: float,
+        align: bool = False,
+        progress: gr.Progress = gr.Progress(),
     ) -> tuple:
         """Upload → (input, encoder, final, metrics, loss curve, codes file, session, edited,
         final pasted back into the photo)."""
@@ -142,70 +155,109 @@ class DemoApp:
         metrics = (
             f"**Encoder** MSE {out.mse_encoder:.4f}"
             + (f", LPIPS {out.lpips_encoder:.3f}" if out.lpips_encoder is not None else "")
-            + f" · **In-domain inversion** ({steps_int} steps, {out.seconds:.1f} s) MSE {out.mse:.4f}"
-            + (f", LPIPS {out.lpips:.3f}" if out.lpips is not None else " (LPIPS: no VGG backbone available)")
+            + f" · **In-domain inversion** ({steps_int} steps, {out.seconds:.1f} s)"
+            + f" MSE {out.mse:.4f}"
+            + (
+                f", LPIPS {out.lpips:.3f}"
+                if out.lpips is not None
+                else " (LPIPS: no VGG backbone available)"
+            )
         )
         curve = _loss_frame(out.history)
         session = {
-            "codes": out.codes, "init_codes": out.init_codes, "image": image, "name": name,
+            "codes": out.codes,
+            "init_codes": out.init_codes,
+            "image": image,
+            "name": name,
             "alignment": alignment,
         }
         if alignment is not None:
             metrics += f" · aligned the largest of {alignment['faces']} face(s)"
         return (
-            image, out.encoder_image, out.final_image, metrics, curve,
-            self._codes_file(out.codes, f"{name}_codes.npy"), session, out.final_image,
+            image,
+            out.encoder_image,
+            out.final_image,
+            metrics,
+            curve,
+            self._codes_file(out.codes, f"{name}_codes.npy"),
+            session,
+            out.final_image,
             service.paste_into_original(session, out.final_image),
         )
 
     def sample(self, seed: float) -> tuple:
         codes, image = service.sample_code(self.bundle, int(seed))
         session = {"codes": codes, "init_codes": None, "image": image, "name": f"sample{int(seed)}"}
-        metrics = f"Random sample, seed {int(seed)} (truncation ψ = {self.bundle.config.generator.truncation_psi})"
+        psi = self.bundle.config.generator.truncation_psi
+        metrics = f"Random sample, seed {int(seed)} (truncation ψ = {psi})"
         empty = _loss_frame({})
         codes_file = self._codes_file(codes, f"sample{int(seed)}_codes.npy")
         return image, image, image, metrics, empty, codes_file, session, image, None
 
-    def quick_edit(self, session: dict | None, *strengths: float) -> tuple[np.ndarray, np.ndarray | None]:
+    def quick_edit(
+        self, session: dict | None, *strengths: float
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         codes = service.require_codes(session)
         values = dict(zip(self.boundaries, strengths, strict=True))
         image = service.quick_edit(self.bundle, codes, self.boundaries, values)
         return image, service.paste_into_original(session, image)
 
-    def _second_codes(self, image_path: str | None, steps: int, progress: gr.Progress, what: str) -> np.ndarray:
+    def _second_codes(
+        self, image_path: str | None, steps: int, progress: gr.Progress, what: str
+    ) -> np.ndarray:
         image = service.prepare_image(self.bundle, image_path, self.limits, what)
         return self._invert_work(image, steps, progress).codes
 
     @gpu
-    def _edit_work(self, op: EditOperation, inputs: dict, params: dict, progress: gr.Progress) -> tuple:
+    def _edit_work(
+        self, op: EditOperation, inputs: dict, params: dict, progress: gr.Progress
+    ) -> tuple:
         def report(done: int, total: int, desc: str) -> None:
             progress((done, total), desc=desc or op.title)
 
         return service.run_operation(self.bundle, op, inputs, params, report)
 
-    def edit(self, op: EditOperation, session: dict | None, extra: list, values: list, progress: gr.Progress) -> tuple:
-        """Run ``op`` on the session's code (+ the extra image inputs) → gallery, animation, codes."""
+    def edit(
+        self,
+        op: EditOperation,
+        session: dict | None,
+        extra: list,
+        values: list,
+        progress: gr.Progress,
+    ) -> tuple:
+        """Run ``op`` on the session's code (+ extra image inputs) → gallery, animation, codes."""
         kind = op.inputs
         steps = self.limits.default_steps
         if kind is InputKind.CODES:
             inputs = {"codes": service.require_codes(session)}
         elif kind is InputKind.TWO_CODES:
             src = service.require_codes(session)
-            inputs = {"src": src, "dst": self._second_codes(extra[0], steps, progress, "second image")}
+            inputs = {
+                "src": src,
+                "dst": self._second_codes(extra[0], steps, progress, "second image"),
+            }
         elif kind is InputKind.STYLE_AND_CONTENT:
             content = service.require_codes(session)
-            inputs = {"style": self._second_codes(extra[0], steps, progress, "style image"), "content": content}
+            inputs = {
+                "style": self._second_codes(extra[0], steps, progress, "style image"),
+                "content": content,
+            }
         else:
             if not session or session.get("image") is None:
-                raise service.DemoError("upload and invert a target photo first (its crop is pasted)")
+                raise service.DemoError(
+                    "upload and invert a target photo first (its crop is pasted)"
+                )
             files = extra[0] or []
             if not files:
                 raise service.DemoError("add at least one context image")
             if len(files) > self.limits.max_contexts:
                 raise service.DemoError(f"at most {self.limits.max_contexts} context images")
-            contexts = np.stack([
-                service.prepare_image(self.bundle, _file_path(f), self.limits, "context image") for f in files
-            ])
+            contexts = np.stack(
+                [
+                    service.prepare_image(self.bundle, _file_path(f), self.limits, "context image")
+                    for f in files
+                ]
+            )
             inputs = {"target": session["image"][None], "context": contexts}
         params = values_from_controls(op, values)
         result, images = self._edit_work(op, inputs, params, progress)
@@ -242,16 +294,21 @@ class DemoApp:
             session = gr.State(None)
             with gr.Row():
                 with gr.Column(scale=1):
-                    upload = PhotoInput(
-                        type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo",
+                    upload = photo_input(
+                        sources=["upload", "webcam", "clipboard"],
+                        label="Photo",
                         elem_id="upload",
                     )
                     steps = gr.Slider(
-                        0, self.limits.max_steps, value=self.limits.default_steps, step=1,
+                        0,
+                        self.limits.max_steps,
+                        value=self.limits.default_steps,
+                        step=1,
                         label="Optimization steps (0 = encoder only)",
                     )
                     align = gr.Checkbox(
-                        value=service.alignment_default(self.bundle), label="Align face (FFHQ-style)",
+                        value=service.alignment_default(self.bundle),
+                        label="Align face (FFHQ-style)",
                         info="Detect the largest face, crop it like the training faces, and paste "
                         "results back into your photo. On by default for face models.",
                         elem_id="align",
@@ -261,45 +318,104 @@ class DemoApp:
                         seed = gr.Number(value=0, precision=0, label="Seed", min_width=80)
                         sample_btn = gr.Button("Random sample", elem_id="sample-btn")
                     if self.examples:
-                        gr.Examples(self.examples, inputs=[upload], label="Examples", cache_examples=False)
+                        gr.Examples(
+                            self.examples, inputs=[upload], label="Examples", cache_examples=False
+                        )
                 with gr.Column(scale=2):
                     with gr.Row():
-                        shown_input = gr.Image(label="Input (model resolution)", format="png", interactive=False, height=240)
-                        shown_enc = gr.Image(label="Encoder start G(E(x))", format="png", interactive=False, height=240)
-                        shown_final = gr.Image(label="In-domain inversion", format="png", interactive=False, height=240, elem_id="final")
+                        shown_input = gr.Image(
+                            label="Input (model resolution)",
+                            format="png",
+                            interactive=False,
+                            height=240,
+                        )
+                        shown_enc = gr.Image(
+                            label="Encoder start G(E(x))",
+                            format="png",
+                            interactive=False,
+                            height=240,
+                        )
+                        shown_final = gr.Image(
+                            label="In-domain inversion",
+                            format="png",
+                            interactive=False,
+                            height=240,
+                            elem_id="final",
+                        )
                     metrics = gr.Markdown(elem_classes=["idinvert-metrics"], elem_id="metrics")
                     curve = gr.LinePlot(
-                        _loss_frame({}), x="step", y="loss", color="term", title="Loss per step",
+                        _loss_frame({}),
+                        x="step",
+                        y="loss",
+                        color="term",
+                        title="Loss per step",
                         height=220,
                     )
                     codes_file = gr.File(label="W+ codes (.npy)")
             with gr.Row():
-                edited = gr.Image(label="Edited", format="png", interactive=False, elem_id="edited", height=256)
-                full = gr.Image(label="Pasted back into your photo (when aligned)", format="png",
-                                interactive=False, height=256, elem_id="full")
-            outputs = [shown_input, shown_enc, shown_final, metrics, curve, codes_file, session, edited, full]
-            invert_btn.click(guarded(self.invert), [upload, steps, align], outputs, api_name="invert")
+                edited = gr.Image(
+                    label="Edited", format="png", interactive=False, elem_id="edited", height=256
+                )
+                full = gr.Image(
+                    label="Pasted back into your photo (when aligned)",
+                    format="png",
+                    interactive=False,
+                    height=256,
+                    elem_id="full",
+                )
+            outputs = [
+                shown_input,
+                shown_enc,
+                shown_final,
+                metrics,
+                curve,
+                codes_file,
+                session,
+                edited,
+                full,
+            ]
+            invert_btn.click(
+                guarded(self.invert), [upload, steps, align], outputs, api_name="invert"
+            )
             sample_btn.click(guarded(self.sample), [seed], outputs, api_name="sample")
             with gr.Tabs():
                 if self.boundaries:
                     with gr.Tab("Quick edit", elem_id="tab-quick"):
-                        gr.Markdown("Move along the model's semantic boundaries; only synthesis reruns.")
+                        gr.Markdown(
+                            "Move along the model's semantic boundaries; only synthesis reruns."
+                        )
                         sliders = [
-                            gr.Slider(-3, 3, value=0, step=0.1, label=name, elem_id=f"quick-{name}",
-                                      info=f"layers {b.layers or 'all'}")
+                            gr.Slider(
+                                -3,
+                                3,
+                                value=0,
+                                step=0.1,
+                                label=name,
+                                elem_id=f"quick-{name}",
+                                info=f"layers {b.layers or 'all'}",
+                            )
                             for name, b in self.boundaries.items()
                         ]
+
                         def quick(session_value: dict | None, *strengths: float) -> tuple:
                             return self.quick_edit(session_value, *strengths)
 
                         quick_names = ["session", *(_identifier(n) for n in self.boundaries)]
                         quick.__signature__ = inspect.Signature(
-                            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in quick_names]
+                            [
+                                inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                for n in quick_names
+                            ]
                         )
                         fn = guarded(quick)
                         for s in sliders:
-                            s.change(fn, [session, *sliders], [edited, full], api_name=False,
-                                     show_progress="hidden")
+                            s.change(
+                                fn,
+                                [session, *sliders],
+                                [edited, full],
+                                api_name=False,
+                                show_progress="hidden",
+                            )
                         gr.Button("Apply", visible=False).click(
                             fn, [session, *sliders], [edited, full], api_name="quick_edit"
                         )
@@ -313,12 +429,14 @@ class DemoApp:
             gr.Markdown(op.description + (f"  \n*Plugin: {op.plugin}*" if op.plugin else ""))
             extra: list[gr.components.Component] = []
             if op.inputs is InputKind.TWO_CODES:
-                extra.append(PhotoInput(type="filepath", label="Second image (end point)"))
+                extra.append(photo_input(label="Second image (end point)"))
             elif op.inputs is InputKind.STYLE_AND_CONTENT:
-                extra.append(PhotoInput(type="filepath", label="Style image (its codes supply the mixed layers)"))
+                extra.append(photo_input(label="Style image (its codes supply the mixed layers)"))
             elif op.inputs is InputKind.IMAGE_AND_CONTEXTS:
                 gr.Markdown("The target crop comes from the inverted photo above.")
-                extra.append(gr.File(file_count="multiple", file_types=["image"], label="Context images"))
+                extra.append(
+                    gr.File(file_count="multiple", file_types=["image"], label="Context images")
+                )
             controls = controls_for(op, self.bundle)
             run_btn = gr.Button(f"Run {op.title}", variant="primary", elem_id=f"run-{op.name}")
             gallery = gr.Gallery(label="Result", columns=7, height="auto", format="png")
@@ -326,13 +444,23 @@ class DemoApp:
             codes = gr.File(label="Edited codes (.npy)")
             n_extra = len(extra)
 
-            def handler(session_value: dict | None, *values: Any, progress: gr.Progress = gr.Progress()) -> tuple:
-                return self.edit(op, session_value, list(values[:n_extra]), list(values[n_extra:]), progress)
+            def handler(
+                session_value: dict | None, *values: Any, progress: gr.Progress = gr.Progress()
+            ) -> tuple:
+                return self.edit(
+                    op, session_value, list(values[:n_extra]), list(values[n_extra:]), progress
+                )
 
-            names = [s.name for s in op.inputs.slots if s.name not in ("codes", "src", "content", "target")]
+            names = [
+                s.name
+                for s in op.inputs.slots
+                if s.name not in ("codes", "src", "content", "target")
+            ]
             _name_parameters(handler, ["session", *names[:n_extra], *(p.name for p in op.params)])
             run_btn.click(
-                guarded(handler), [session, *extra, *controls], [gallery, animation, codes],
+                guarded(handler),
+                [session, *extra, *controls],
+                [gallery, animation, codes],
                 api_name=f"edit_{op.name.replace('-', '_')}",
             )
 
@@ -345,7 +473,9 @@ def _identifier(name: str) -> str:
 def _name_parameters(fn: Any, names: list[str]) -> None:
     """Give a ``*values`` callback a real signature so the API shows parameter names."""
     params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
-    params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
+    params.append(
+        inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress())
+    )
     fn.__signature__ = inspect.Signature(params)
 
 

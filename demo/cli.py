@@ -8,16 +8,29 @@ import click
 
 
 @click.command("demo")
-@click.option("--model", "-m", "model_ref", default=None, metavar="REF",
-              help="Built-in name, model directory or Hub repo id (default: bundled model, "
-              "or $IDINVERT_MODEL).")
+@click.option(
+    "--model",
+    "-m",
+    "model_ref",
+    default=None,
+    metavar="REF",
+    help="Built-in name, model directory or Hub repo id (default: bundled model, "
+    "or $IDINVERT_MODEL).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--max-steps", default=300, show_default=True, type=click.IntRange(0, 100000),
-              help="Server-side cap on optimization steps.")
+@click.option(
+    "--max-steps",
+    default=300,
+    show_default=True,
+    type=click.IntRange(0, 100000),
+    help="Server-side cap on optimization steps.",
+)
 @click.option("--share", is_flag=True, help="Create a public gradio.live link (needs internet).")
-def demo_command(model_ref: str | None, host: str, port: int, device: str, max_steps: int, share: bool) -> None:
+def demo_command(
+    model_ref: str | None, host: str, port: int, device: str, max_steps: int, share: bool
+) -> None:
     """Start the web demo: invert photos and edit them with every registered plugin."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

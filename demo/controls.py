@@ -25,8 +25,17 @@ def control_for(param: Param, bundle: ModelBundle) -> gr.components.Component:
         lo, hi = param.bounds_for(bundle)
         if lo is not None and hi is not None:
             step = param.step or (1 if t is ParamType.INT else (hi - lo) / 100)
-            return gr.Slider(lo, hi, value=default if default is not None else lo, step=step, label=label, info=info)
-        return gr.Number(value=default, label=label, info=info, precision=0 if t is ParamType.INT else None)
+            return gr.Slider(
+                lo,
+                hi,
+                value=default if default is not None else lo,
+                step=step,
+                label=label,
+                info=info,
+            )
+        return gr.Number(
+            value=default, label=label, info=info, precision=0 if t is ParamType.INT else None
+        )
     if t is ParamType.BOOL:
         return gr.Checkbox(value=bool(default), label=label, info=info)
     if t is ParamType.CHOICE:
@@ -39,7 +48,10 @@ def control_for(param: Param, bundle: ModelBundle) -> gr.components.Component:
     if t is ParamType.BOUNDARY:
         choices = param.choices_for(bundle)
         return gr.Dropdown(
-            choices, value=choices[0] if choices else None, label=label, info=info,
+            choices,
+            value=choices[0] if choices else None,
+            label=label,
+            info=info,
             interactive=bool(choices),
         )
     return gr.Textbox(value=default or "", label=label, info=info)
@@ -59,7 +71,9 @@ def values_from_controls(op: EditOperation, values: list[Any]) -> dict[str, Any]
     for p, v in zip(op.params, values, strict=True):
         if p.type is ParamType.LAYERS:
             v = ",".join(str(x) for x in v) if v else None
-        elif p.type in (ParamType.STRING, ParamType.BOUNDARY) and (v is None or str(v).strip() == ""):
+        elif p.type in (ParamType.STRING, ParamType.BOUNDARY) and (
+            v is None or str(v).strip() == ""
+        ):
             v = None
         elif p.type is ParamType.INT and v is not None:
             v = int(round(float(v)))

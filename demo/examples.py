@@ -34,6 +34,8 @@ def example_images(bundle: ModelBundle, count: int = 6) -> list[str]:
     from idinvert.core.training.faces import iter_faces
 
     folder.mkdir(parents=True, exist_ok=True)
-    for path, (image, _labels) in zip(paths, iter_faces(EXAMPLE_SEED, 0, count, bundle.resolution), strict=True):
+    for path, (image, _labels) in zip(
+        paths, iter_faces(EXAMPLE_SEED, 0, count, bundle.resolution), strict=True
+    ):
         save_png(image, path)
     return [str(p) for p in paths]

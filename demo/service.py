@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from idinvert.core.edit import EditInputs, EditOperation, EditResult, Layout, run_edit, synthesize_result
+from idinvert.core.edit import (
+    EditInputs,
+    EditOperation,
+    EditResult,
+    Layout,
+    run_edit,
+    synthesize_result,
+)
 from idinvert.core.images import load_image, resize_to_model, to_tensor, to_uint8
 from idinvert.core.inversion import InversionSettings, StepCallback, invert, synthesize
 from idinvert.core.modeldir import ModelBundle
@@ -62,11 +69,15 @@ def load_upload(path: str | Path | None, limits: DemoLimits, what: str = "image"
     image = load_image(path)
     h, w = image.shape[:2]
     if h * w > limits.max_pixels:
-        raise DemoError(f"{what} is {w}×{h}; this demo accepts up to {limits.max_pixels / 1e6:.0f} MP")
+        raise DemoError(
+            f"{what} is {w}×{h}; this demo accepts up to {limits.max_pixels / 1e6:.0f} MP"
+        )
     return image
 
 
-def prepare_image(bundle: ModelBundle, path: str | Path | None, limits: DemoLimits, what: str = "image") -> np.ndarray:
+def prepare_image(
+    bundle: ModelBundle, path: str | Path | None, limits: DemoLimits, what: str = "image"
+) -> np.ndarray:
     """Validate and resize an uploaded file → ``uint8 [R, R, 3]``."""
     return resize_to_model(load_upload(path, limits, what), bundle.resolution)
 
@@ -78,7 +89,9 @@ def alignment_default(bundle: ModelBundle) -> bool:
     return bundle.config.image.alignment == "ffhq" and is_available()
 
 
-def align_upload(bundle: ModelBundle, image: np.ndarray, name: str = "photo") -> tuple[np.ndarray, dict[str, Any]]:
+def align_upload(
+    bundle: ModelBundle, image: np.ndarray, name: str = "photo"
+) -> tuple[np.ndarray, dict[str, Any]]:
     """FFHQ-align the largest face → (``uint8 [R, R, 3]`` crop, paste-back info).
 
     The info holds the (size-capped) original and the JSON-able transform.
@@ -90,9 +103,15 @@ def align_upload(bundle: ModelBundle, image: np.ndarray, name: str = "photo") ->
     h, w = image.shape[:2]
     scale = min(1.0, PASTE_BACK_MAX_SIDE / max(h, w))
     if scale < 1.0:
-        image = np.asarray(Image.fromarray(image).resize((round(w * scale), round(h * scale)), Image.LANCZOS))
+        image = np.asarray(
+            Image.fromarray(image).resize((round(w * scale), round(h * scale)), Image.LANCZOS)
+        )
     aligned, faces = align_image(image, bundle.resolution, name=name)
-    return aligned.image, {"original": image, "transform": aligned.transform.to_dict(), "faces": faces}
+    return aligned.image, {
+        "original": image,
+        "transform": aligned.transform.to_dict(),
+        "faces": faces,
+    }
 
 
 def paste_into_original(session: Session | None, result: np.ndarray) -> np.ndarray | None:
@@ -181,7 +200,9 @@ def require_codes(session: Session | None) -> np.ndarray:
     return np.asarray(session["codes"], dtype=np.float32)
 
 
-def quick_edit(bundle: ModelBundle, codes: np.ndarray, boundaries: dict[str, Any], strengths: dict[str, float]) -> np.ndarray:
+def quick_edit(
+    bundle: ModelBundle, codes: np.ndarray, boundaries: dict[str, Any], strengths: dict[str, float]
+) -> np.ndarray:
     """Move ``codes [1, L, D]`` along several boundaries at once (each on its default layers)
     and synthesize → ``uint8 [R, R, 3]``. Only synthesis runs: fast enough for live sliders."""
     L = bundle.num_layers

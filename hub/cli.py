@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+
 from idinvert.hub import registry
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+
 from idinvert.core.boundaries import Boundary
 from idinvert.core.errors import ModelFormatError
 from idinvert.core.models.encoder import Encoder, EncoderConfig

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from idinvert.hub.convert import convert_checkpoints
 
 _existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)

@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 import torch
+
 from idinvert.hub.vgg_weights import VggWeights, find_vgg16, unavailable_message
 
 logger = logging.getLogger(__name__)

@@ -168,6 +168,7 @@ def publish(
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
+
     from idinvert.hub.download import first_line, transport_errors
 
     api = HfApi(endpoint=endpoint, token=token)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from idinvert.core.errors import IdinvertError
 from idinvert.core.models.perceptual import (
     CONV_INDICES,
@@ -256,6 +257,7 @@ def _from_hub(tried: list[str]) -> VggWeights | None:
     repo_id, revision = parsed
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
     from idinvert.hub.download import first_line, is_offline, transport_errors
 
     local_only = origin is None or is_offline()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from idinvert.core.edit import (
     EditContext,
     EditInputs,
@@ -32,6 +33,7 @@ from idinvert.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     import torch
+
     from idinvert.core.inversion import InversionSettings, StepCallback
     from idinvert.core.modeldir import ModelBundle
 
@@ -99,6 +101,7 @@ def semantic_diffusion(
             not fit in the image.
     """
     import torch
+
     from idinvert.core.inversion import invert
 
     mask = rect_mask(bundle.resolution, center_x, center_y, crop_x, crop_y)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from idinvert.core.boundaries import Boundary
 from idinvert.core.edit import (
     EditContext,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from idinvert.core.training import gan
 from idinvert.core.training.encoder_train import EncoderTrainConfig, train_encoder
 
@@ -16,9 +17,19 @@ FACES = "idinvert.core.training.faces:iter_faces"
 
 def tiny_gan_config(**overrides: object) -> gan.GanTrainConfig:
     base = dict(
-        resolution=16, z_dim=16, w_dim=16, mapping_layers=2, mapping_hidden_dim=16,
-        fmaps_base=128, fmaps_max=16, batch_size=4, total_kimg=0.004, num_workers=0, threads=1,
-        progress=False, data=FACES,
+        resolution=16,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=2,
+        mapping_hidden_dim=16,
+        fmaps_base=128,
+        fmaps_max=16,
+        batch_size=4,
+        total_kimg=0.004,
+        num_workers=0,
+        threads=1,
+        progress=False,
+        data=FACES,
     )
     base.update(overrides)
     return gan.GanTrainConfig(**base)
@@ -43,9 +54,19 @@ def make_gan_run(run_dir: Path, seed: int = 0) -> Path:
 
 def tiny_encoder_config(gan_run: Path, **overrides: object) -> EncoderTrainConfig:
     base = dict(
-        gan_run=str(gan_run), channels_base=4, channels_max=16, batch_size=4, total_kimg=0.008,
-        threads=1, num_workers=0, log_every=1, sample_every=2, grid_size=2, progress=False,
-        perceptual="none", checkpoint_minutes=1000.0,
+        gan_run=str(gan_run),
+        channels_base=4,
+        channels_max=16,
+        batch_size=4,
+        total_kimg=0.008,
+        threads=1,
+        num_workers=0,
+        log_every=1,
+        sample_every=2,
+        grid_size=2,
+        progress=False,
+        perceptual="none",
+        checkpoint_minutes=1000.0,
     )
     base.update(overrides)
     return EncoderTrainConfig(**base)

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import run_cli
+from PIL import Image
+
 from idinvert.core import alignment as A
 from idinvert.core.errors import InputImageError
 from idinvert.core.images import load_image, save_png
-from PIL import Image
 
 DATA = Path(__file__).parent / "data"
 ASTRONAUT = DATA / "astronaut.jpg"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from idinvert.core.boundaries import load_boundary, load_official_boundary, read_npy_restricted
 from idinvert.core.errors import ModelFormatError
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from idinvert.core.boundaries import load_boundary, model_boundaries
 from idinvert.core.modeldir import load_model_dir, save_model_dir
 from idinvert.core.training import boundary_train as bt
@@ -66,8 +67,14 @@ def test_fit_logistic_and_centroid_gap_on_a_toy_problem() -> None:
 
 
 def test_layer_candidates_and_edit_helpers() -> None:
-    assert bt.layer_candidates(6) == [[0, 1], [2, 3], [4, 5], [0, 1, 2, 3], [2, 3, 4, 5],
-                                      [0, 1, 2, 3, 4, 5]]
+    assert bt.layer_candidates(6) == [
+        [0, 1],
+        [2, 3],
+        [4, 5],
+        [0, 1, 2, 3],
+        [2, 3, 4, 5],
+        [0, 1, 2, 3, 4, 5],
+    ]
     codes = torch.zeros(2, 3, 2)
     direction = np.array([[1, 0], [0, 1], [1, 0]], dtype=np.float32)
     out = bt.edit_codes(codes, direction, [0, 1], torch.tensor([2.0, -1.0]))
@@ -93,8 +100,9 @@ def _toy_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_classifier_learns_above_chance_and_round_trips(tmp_path: Path) -> None:
     x, y = _toy_images(384, 0)
     vx, vy = _toy_images(128, 1)
-    cfg = ClassifierTrainConfig(epochs=6, batch_size=32, lr=2e-3, channels=8, channels_max=16,
-                                hidden=16)
+    cfg = ClassifierTrainConfig(
+        epochs=6, batch_size=32, lr=2e-3, channels=8, channels_max=16, hidden=16
+    )
     net, metrics = train_classifier(x, y, ("left", "red"), cfg, vx, vy)
     assert set(metrics["accuracy"]) == {"left", "red"}
     assert min(metrics["accuracy"].values()) > 0.8, metrics
@@ -124,8 +132,9 @@ def test_train_boundaries_writes_unit_boundaries(tmp_path: Path) -> None:
         entry = report["attributes"][name]
         assert b.layers == entry["layers"] and b.layers in bt.layer_candidates(bundle.num_layers)
         assert entry["distance"] > 0 and len(entry["layer_selection"]) == 6
-        assert all(0 <= r["success"] <= 1 and 0 <= r["preserved"] <= 1
-                   for r in entry["layer_selection"])
+        assert all(
+            0 <= r["success"] <= 1 and 0 <= r["preserved"] <= 1 for r in entry["layer_selection"]
+        )
     # the fitted normal separates the classifier's extreme samples on the sampled codes
     codes = bt.sample_codes(bundle.generator, 300, cfg.seed)
     logits = bt.classify_codes(bundle.generator, clf, codes)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import vectors as V
+
 from idinvert.core.images import resize_to_model, to_tensor, to_uint8
 from idinvert.core.inversion import InversionSettings, crop_mask, encode, invert, synthesize
 from idinvert.core.modeldir import load_model_dir

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import vectors as V
+
 from idinvert.core.boundaries import Boundary, load_boundary, model_boundaries, save_boundary
 from idinvert.core.errors import ModelFormatError
 from idinvert.core.modeldir import load_model_dir

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-
 from conftest import free_port  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,13 @@ def server(demo_model_dir, tmp_path_factory):
     limits = DemoLimits(max_steps=20, default_steps=3, max_pixels=4_000_000, concurrency=2)
     blocks = build_demo(str(demo_model_dir), "cpu", limits, examples=[])
     port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(limits))
+    blocks.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_kwargs(limits),
+    )
     yield f"http://127.0.0.1:{port}/"
     blocks.close()
 
@@ -50,7 +57,15 @@ def _client(url: str) -> Client:
 
 def test_api_names_are_documented(server):
     api = _client(server).view_api(return_format="dict")["named_endpoints"]
-    for name in ("/invert", "/sample", "/quick_edit", "/edit_interpolate", "/edit_manipulate", "/edit_diffuse", "/edit_mix"):
+    for name in (
+        "/invert",
+        "/sample",
+        "/quick_edit",
+        "/edit_interpolate",
+        "/edit_manipulate",
+        "/edit_diffuse",
+        "/edit_mix",
+    ):
         assert name in api, name
     params = [p["parameter_name"] for p in api["/edit_manipulate"]["parameters"]]
     assert params[:3] == ["boundary", "layers", "start"]
@@ -75,10 +90,19 @@ def test_invert_then_every_edit(server, photos):
     assert Image.open(anim).format == "GIF"
     gallery, anim, codes = c.predict(handle_file(str(photos["b"])), 4, api_name="/edit_interpolate")
     assert np.load(codes).shape == (1, 4, 8, 16)
-    gallery, anim, codes = c.predict(handle_file(str(photos["b"])), ["6", "7"], api_name="/edit_mix")
+    gallery, anim, codes = c.predict(
+        handle_file(str(photos["b"])), ["6", "7"], api_name="/edit_mix"
+    )
     assert np.load(codes).shape == (1, 1, 8, 16)
     gallery, anim, codes = c.predict(
-        [handle_file(str(photos["b"])), handle_file(str(photos["c"]))], 16, 16, 10, 10, 2, 0.01, 0.0,
+        [handle_file(str(photos["b"])), handle_file(str(photos["c"]))],
+        16,
+        16,
+        10,
+        10,
+        2,
+        0.01,
+        0.0,
         api_name="/edit_diffuse",
     )
     assert np.load(codes).shape == (2, 8, 16)
@@ -117,7 +141,9 @@ def test_edit_before_invert_and_step_cap_are_errors(server, photos):
         c.predict(handle_file(str(photos["a"])), 10_000, False, api_name="/invert")
     c.predict(handle_file(str(photos["a"])), 1, False, api_name="/invert")
     with pytest.raises(AppError, match="crop"):  # a crop reaching outside the 32 px image
-        c.predict([handle_file(str(photos["b"]))], 30, 16, 20, 10, 1, 0.01, 0.0, api_name="/edit_diffuse")
+        c.predict(
+            [handle_file(str(photos["b"]))], 30, 16, 20, 10, 1, 0.01, 0.0, api_name="/edit_diffuse"
+        )
 
 
 def test_eight_concurrent_clients(server, tmp_path):
@@ -162,5 +188,8 @@ def test_non_face_photo_with_alignment_is_a_clear_error(server):
 
     with pytest.raises(AppError, match="no face"):
         _client(server).predict(
-            handle_file(str(Path(__file__).parent / "data" / "chelsea.jpg")), 1, True, api_name="/invert"
+            handle_file(str(Path(__file__).parent / "data" / "chelsea.jpg")),
+            1,
+            True,
+            api_name="/invert",
         )

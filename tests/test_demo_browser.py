@@ -16,25 +16,40 @@ SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "artifacts"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists(), reason="no chromium"),
+    pytest.mark.skipif(
+        not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists(), reason="no chromium"
+    ),
 ]
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 
 
 def _start(model_dir: Path):
+    from conftest import free_port
+
     from idinvert.demo.app import build_demo, launch_kwargs
     from idinvert.demo.service import DemoLimits
-    from conftest import free_port
 
     limits = DemoLimits(max_steps=20, default_steps=3)
     blocks = build_demo(str(model_dir), "cpu", limits, examples=[])
     port = free_port()
-    blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(limits))
+    blocks.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_kwargs(limits),
+    )
     return blocks, f"http://127.0.0.1:{port}/"
 
 
@@ -46,11 +61,16 @@ def _image_src(page, selector: str) -> str | None:
 def test_upload_invert_slide_and_screenshot(tmp_path, demo_model_dir):
     blocks, url = _start(demo_model_dir)
     photo = tmp_path / "photo.png"
-    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(photo)
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(
+        photo
+    )
     try:
         with playwright_sync.sync_playwright() as p:
             browser = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+                str(tmp_path / "profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
                 viewport={"width": 1400, "height": 1100},
             )
             page = browser.new_page()
@@ -73,8 +93,10 @@ def test_upload_invert_slide_and_screenshot(tmp_path, demo_model_dir):
             number.fill("2.5")
             number.press("Enter")
             page.wait_for_function(
-                "(prev) => { const i = document.querySelector('#edited img'); return i && i.src !== prev; }",
-                arg=before, timeout=30_000,
+                "(prev) => { const i = document.querySelector('#edited img');"
+                " return i && i.src !== prev; }",
+                arg=before,
+                timeout=30_000,
             )
             after = _image_src(page, "#edited")
             assert after and after != before

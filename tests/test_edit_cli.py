@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import vectors as V
+from PIL import Image
+from plugins_fixtures import SITE, purge_fixture_modules, run_cli
+
 from idinvert.core import plugins
 from idinvert.core.edit_cli import build_command, expand_variadic
 from idinvert.core.images import load_for_model
-from PIL import Image
-from plugins_fixtures import SITE, purge_fixture_modules, run_cli
 
 L, D, R = 8, 16, 32  # the tiny model
 
@@ -411,6 +412,7 @@ def test_diffuse_reproduces_the_official_vectors(
     assert np.abs(codes - ref).mean() < 2e-4
     stitched = np.asarray(Image.open(out / "target_TO_ctx1_input.png"))
     import torch
+
     from idinvert.core.images import to_uint8
 
     expected = to_uint8(torch.from_numpy(V.load("diffusion_stitched_input.npy")))[1]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import vectors as V
+
 from idinvert.core import editing
 from idinvert.core.boundaries import Boundary, parse_layers
 from idinvert.core.edit import (

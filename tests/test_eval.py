@@ -14,6 +14,8 @@ import torch
 from cli_helpers import run_cli
 from click.testing import CliRunner
 from encoder_fixtures import FACES, make_encoder_run, make_gan_run
+from PIL import Image
+
 from idinvert.core.errors import ModelFormatError
 from idinvert.core.modeldir import load_model_dir
 from idinvert.core.models.perceptual import (
@@ -31,7 +33,6 @@ from idinvert.core.training.splits import (
     eval_seed,
     render_faces,
 )
-from PIL import Image
 
 
 @pytest.fixture(autouse=True)
@@ -50,14 +51,36 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     gan_run = make_gan_run(root / "gan")
     enc_run = make_encoder_run(gan_run, root / "enc")
     model = root / "model"
-    res = CliRunner().invoke(export_command, ["--encoder", str(enc_run), "--out", str(model),
-                                              "--perceptual", "none"])
+    res = CliRunner().invoke(
+        export_command, ["--encoder", str(enc_run), "--out", str(model), "--perceptual", "none"]
+    )
     assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(boundary_command, [
-        "--model", str(model), "-a", "smile", "-a", "eyeglasses", "--samples", "100",
-        "--select-samples", "8", "--classifier-train", "96", "--classifier-val", "32",
-        "--classifier-epochs", "1", "--workers", "0", "--threads", "1", "--no-progress",
-    ])
+    res = CliRunner().invoke(
+        boundary_command,
+        [
+            "--model",
+            str(model),
+            "-a",
+            "smile",
+            "-a",
+            "eyeglasses",
+            "--samples",
+            "100",
+            "--select-samples",
+            "8",
+            "--classifier-train",
+            "96",
+            "--classifier-val",
+            "32",
+            "--classifier-epochs",
+            "1",
+            "--workers",
+            "0",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "smile: layers" in res.output
     return {"gan": gan_run, "encoder": enc_run, "model": model, "root": root}
@@ -67,8 +90,14 @@ def _check_shape(result: dict) -> None:
     assert set(result) >= {"reconstruction", "editing", "editing_summary", "classifier", "config"}
     for m in METHODS:
         r = result["reconstruction"][m]
-        assert set(r) >= {"mse", "lpips", "attribute_preservation", "attribute_accuracy",
-                          "domain_distance", "seconds"}
+        assert set(r) >= {
+            "mse",
+            "lpips",
+            "attribute_preservation",
+            "attribute_accuracy",
+            "domain_distance",
+            "seconds",
+        }
         assert 0 <= r["mse"] < 4 and math.isfinite(r["mse"])
         assert 0 <= r["attribute_preservation"] <= 1 and 0 <= r["attribute_accuracy"] <= 1
     assert sorted(result["editing"]) == ["eyeglasses", "smile"]
@@ -84,11 +113,29 @@ def _check_shape(result: dict) -> None:
 
 def test_eval_cli_json_and_table(runs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
-    res = CliRunner().invoke(eval_command, [
-        "--model", str(runs["model"]), "--n", "6", "--seed", "1", "--steps", "3", "--json",
-        str(out), "--perceptual-weight", "0", "--no-lpips", "--device", "cpu", "--threads", "1",
-        "--no-progress",
-    ])
+    res = CliRunner().invoke(
+        eval_command,
+        [
+            "--model",
+            str(runs["model"]),
+            "--n",
+            "6",
+            "--seed",
+            "1",
+            "--steps",
+            "3",
+            "--json",
+            str(out),
+            "--perceptual-weight",
+            "0",
+            "--no-lpips",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads(out.read_text())
     _check_shape(result)
@@ -135,17 +182,40 @@ def test_export_loads_inverts_and_keeps_extras(
     assert bundle.perceptual is None and bundle.config.perceptual is None
     assert bundle.config.provenance["encoder"]["step"] == 2
     files = {p.name for p in model.iterdir()}
-    assert {"generator.safetensors", "encoder.safetensors", "classifier.safetensors",
-            "classifier.json", "boundary_report.json", "boundaries", "README.md"} <= files
+    assert {
+        "generator.safetensors",
+        "encoder.safetensors",
+        "classifier.safetensors",
+        "classifier.json",
+        "boundary_report.json",
+        "boundaries",
+        "README.md",
+    } <= files
     from safetensors.torch import load_file
 
-    assert all(v.dtype == torch.float16 for v in load_file(str(model / "encoder.safetensors"))
-               .values() if v.is_floating_point())
+    assert all(
+        v.dtype == torch.float16
+        for v in load_file(str(model / "encoder.safetensors")).values()
+        if v.is_floating_point()
+    )
 
     img = tmp_path / "face.png"
     Image.fromarray(render_faces(FACES, eval_seed(3), 0, 1, 16)[0][0]).save(img)
-    res = run_cli(capsys, "invert", img, "--model", model, "--out", tmp_path / "inv", "--steps",
-                  "2", "--perceptual-weight", "0", "--device", "cpu")
+    res = run_cli(
+        capsys,
+        "invert",
+        img,
+        "--model",
+        model,
+        "--out",
+        tmp_path / "inv",
+        "--steps",
+        "2",
+        "--perceptual-weight",
+        "0",
+        "--device",
+        "cpu",
+    )
     assert res.code == 0, res.err
     assert (tmp_path / "inv" / "codes.npy").is_file()
 
@@ -153,8 +223,9 @@ def test_export_loads_inverts_and_keeps_extras(
     ev = evaluate(model, EvalConfig(n=2, steps=1, lpips=False, perceptual_weight=0))
     (tmp_path / "eval.json").write_text(json.dumps(ev))
     out = tmp_path / "bundled"
-    result = build_model_dir(runs["encoder"], out, extras_from=model,
-                             eval_json=tmp_path / "eval.json")
+    result = build_model_dir(
+        runs["encoder"], out, extras_from=model, eval_json=tmp_path / "eval.json"
+    )
     assert result["total_mib"] < 5 and not result["warnings"]
     assert (out / "boundaries" / "smile.safetensors").is_file() and (out / "eval.json").is_file()
     card = (out / "README.md").read_text()

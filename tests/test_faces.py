@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
+
 from idinvert.core.training.data_cli import data_group
 from idinvert.core.training.faces import (
     ATTRIBUTES,
@@ -24,7 +26,6 @@ from idinvert.core.training.faces import (
     render_face,
     sample_params,
 )
-from PIL import Image
 
 RES = 64
 
@@ -36,10 +37,20 @@ def _params(seed: int = 0, index: int = 0, **changes: object) -> FaceParams:
 def _base(**changes: object) -> FaceParams:
     """A plain, frontal, evenly lit face to flip attributes on."""
     neutral: dict[str, object] = {
-        "smile": -0.5, "eyeglasses": -1.0, "eyes_open": 1.0, "dark_hair": 1.5,
-        "dark_skin": -1.5, "yaw_right": 0.0, "beard": -1.0, "old": -1.0,
-        "hair_style": HAIR_STYLES.index("short"), "roll": 0.0, "light_x": 0.0,
-        "light_y": -0.3, "light_strength": 0.3, "noise_level": 1.0,
+        "smile": -0.5,
+        "eyeglasses": -1.0,
+        "eyes_open": 1.0,
+        "dark_hair": 1.5,
+        "dark_skin": -1.5,
+        "yaw_right": 0.0,
+        "beard": -1.0,
+        "old": -1.0,
+        "hair_style": HAIR_STYLES.index("short"),
+        "roll": 0.0,
+        "light_x": 0.0,
+        "light_y": -0.3,
+        "light_strength": 0.3,
+        "noise_level": 1.0,
     }
     neutral.update(changes)
     return _params(3, 11, **neutral)
@@ -58,15 +69,19 @@ def _box(params: FaceParams, key: str, dx: float, dy: float, oy: float = 0.0) ->
     """Pixel slices of a box of half-size (dx, dy) frames around landmark ``key``."""
     x, y = landmarks(params)[key]
     y += oy
-    return (slice(round((y - dy) * RES), round((y + dy) * RES)),
-            slice(round((x - dx) * RES), round((x + dx) * RES)))
+    return (
+        slice(round((y - dy) * RES), round((y + dy) * RES)),
+        slice(round((x - dx) * RES), round((x + dx) * RES)),
+    )
 
 
 def _eye_band(params: FaceParams) -> tuple:
     (lx, ly), (rx, ry) = landmarks(params)["left_eye"], landmarks(params)["right_eye"]
     y = 0.5 * (ly + ry)
-    return (slice(round((y - 0.07) * RES), round((y + 0.07) * RES)),
-            slice(round((lx - 0.09) * RES), round((rx + 0.09) * RES)))
+    return (
+        slice(round((y - 0.07) * RES), round((y + 0.07) * RES)),
+        slice(round((lx - 0.09) * RES), round((rx + 0.09) * RES)),
+    )
 
 
 def _flip(name: str, low: float, high: float, **changes: object) -> tuple:
@@ -263,8 +278,11 @@ def test_cli_render(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
-    [("--n", "0", "positive"), ("--resolution", "48", "power of 2"),
-     ("--resolution", "2048", "power of 2")],
+    [
+        ("--n", "0", "positive"),
+        ("--resolution", "48", "power of 2"),
+        ("--resolution", "2048", "power of 2"),
+    ],
 )
 def test_cli_rejects_bad_parameters(tmp_path: Path, option: str, value: str, message: str) -> None:
     args = {"--n": "2", "--seed": "0", "--out": str(tmp_path / "x"), "--resolution": "32"}

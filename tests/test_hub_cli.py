@@ -12,8 +12,9 @@ import pytest
 import vectors as V
 from click.testing import CliRunner
 from hub_standin import StandinHub, cli_env, closed_port_url, read_folder, run_cli
-from idinvert.hub.integrity import hash_file
 from PIL import Image
+
+from idinvert.hub.integrity import hash_file
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -177,6 +178,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_publish_dry_run_card(converted: Path) -> None:
     from huggingface_hub import ModelCard
+
     from idinvert.core.modeldir import load_model_dir
     from idinvert.hub.cli import hub_group
 

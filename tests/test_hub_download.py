@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hub_standin import StandinHub, blackhole, closed_port_url, git_oid, read_folder
+
 from idinvert.core.errors import ModelNotFoundError
 from idinvert.core.modeldir import load_model_dir
 from idinvert.hub.download import CorruptDownloadError, download_model

@@ -7,6 +7,8 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from idinvert.core.errors import InputImageError
 from idinvert.core.images import (
     load_image,
@@ -15,7 +17,6 @@ from idinvert.core.images import (
     to_tensor,
     to_uint8,
 )
-from PIL import Image
 
 
 def _save(img: Image.Image, path, **kw):

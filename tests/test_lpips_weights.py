@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from hub_standin import StandinHub, cli_env
+
 from idinvert.hub import vgg_weights as vw
 from idinvert.hub.lpips_weights import build_lpips, load_lpips
 from idinvert.hub.vgg_weights import (

@@ -19,10 +19,11 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from plugins_fixtures import FIXTURE_PLUGINS, SITE, purge_fixture_modules, run_cli
+
 from idinvert.core import hookspecs, plugins
 from idinvert.core.edit import EditOperation
 from idinvert.core.hookspecs import hookimpl
-from plugins_fixtures import FIXTURE_PLUGINS, SITE, purge_fixture_modules, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_OPS = ["interpolate", "manipulate", "diffuse", "mix"]

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import tomllib
 from click.testing import CliRunner
-from idinvert.core import plugins
 from plugins_fixtures import run_cli
+
+from idinvert.core import plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 SEFA_DIR = ROOT / "plugins" / "contrib" / "sefa"
@@ -151,6 +152,7 @@ def test_style_weights_of_the_vectors_model(sefa: object, vectors_model_dir: Pat
     """Style weights are the official checkpoint's ``style_mod.dense.fc.weight`` [2C, D]."""
     import torch
     import vectors as V
+
     from idinvert.core.modeldir import load_model_dir
     from idinvert_sefa import directions_for
     from idinvert_sefa.factorize import style_weights

@@ -15,6 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from encoder_fixtures import FACES, make_gan_run, tiny_encoder_config, tiny_gan_config
+
 from idinvert.core.models.perceptual import (
     TORCHVISION_OUTPUT_SCALE,
     PerceptualConfig,
@@ -58,7 +59,11 @@ def test_config_resolution_follows_the_paper_scaled() -> None:
     assert cfg.decay_kimg == pytest.approx(20.0)
     assert (cfg.data, cfg.data_seed, cfg.perceptual) == (FACES, 7, "torchvision")
     assert (cfg.beta1, cfg.beta2, cfg.perceptual_weight, cfg.adversarial_weight) == (
-        0.9, 0.99, 5e-5, 0.08)
+        0.9,
+        0.99,
+        5e-5,
+        0.08,
+    )
     assert cfg.lr_at(20_000) == pytest.approx(cfg.lr * 0.8)
     assert cfg.trainable_gamma and cfg.mirror and cfg.latent_weight == 0
     assert et.EncoderTrainConfig().resolved(gan_cfg, False).perceptual == "none"
@@ -120,8 +125,13 @@ def _states_close(a: dict, b: dict, atol: float = 1e-6) -> None:
 
 def test_resume_equals_uninterrupted_run(gan_run: Path, tmp_path: Path) -> None:
     # decay_kimg is explicit: by default it is a quarter of the *first* total_kimg (stored)
-    overrides = dict(total_kimg=0.016, decay_kimg=0.004, latent_weight=1.0, latent_kimg=0.008,
-                     perceptual="torchvision")
+    overrides = dict(
+        total_kimg=0.016,
+        decay_kimg=0.004,
+        latent_weight=1.0,
+        latent_kimg=0.008,
+        perceptual="torchvision",
+    )
     cfg = tiny_encoder_config(gan_run, **overrides)
     full = et.train_encoder(cfg, tmp_path / "full", resume=False, perceptual=_random_vgg())
     half = dataclasses.replace(cfg, total_kimg=0.008)
@@ -143,8 +153,12 @@ def test_resume_equals_uninterrupted_run(gan_run: Path, tmp_path: Path) -> None:
     assert stored["perceptual"] == "torchvision" and stored["r1_gamma"] > 0
 
     with pytest.raises(ValueError, match="different configuration"):
-        et.train_encoder(dataclasses.replace(cfg, adversarial_weight=0.5, total_kimg=0.02),
-                         tmp_path / "full", resume=True, perceptual=_random_vgg())
+        et.train_encoder(
+            dataclasses.replace(cfg, adversarial_weight=0.5, total_kimg=0.02),
+            tmp_path / "full",
+            resume=True,
+            perceptual=_random_vgg(),
+        )
 
     E, G, info = et.export_encoder(tmp_path / "full")
     assert not E.training and info["step"] == 4 and info["gan"]["step"] == 1
@@ -159,16 +173,35 @@ def test_missing_vgg_is_an_error_only_when_required(
     result = et.train_encoder(cfg, tmp_path / "auto", resume=False)
     assert result["config"].perceptual == "none"  # recorded: trained without the VGG term
     with pytest.raises(RuntimeError, match="VGG16"):
-        et.train_encoder(dataclasses.replace(cfg, perceptual="torchvision"), tmp_path / "req",
-                         resume=False)
+        et.train_encoder(
+            dataclasses.replace(cfg, perceptual="torchvision"), tmp_path / "req", resume=False
+        )
 
 
 def test_encoder_cli(gan_run: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "run"
-    args = ["--out", str(out), "--kimg", "0.004", "--batch-size", "4", "--channels-base", "4",
-            "--channels-max", "16", "--perceptual", "none", "--threads", "1", "--workers", "0",
-            "--grid", "2", "--no-progress"]
+    args = [
+        "--out",
+        str(out),
+        "--kimg",
+        "0.004",
+        "--batch-size",
+        "4",
+        "--channels-base",
+        "4",
+        "--channels-max",
+        "16",
+        "--perceptual",
+        "none",
+        "--threads",
+        "1",
+        "--workers",
+        "0",
+        "--grid",
+        "2",
+        "--no-progress",
+    ]
     res = runner.invoke(encoder_command, args)
     assert res.exit_code == 2 and "--gan" in res.output
     res = runner.invoke(encoder_command, ["--gan", str(gan_run), *args, "--dry-run"])
@@ -185,11 +218,35 @@ def test_ddp_torchrun_two_ranks(gan_run: Path, tmp_path: Path) -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         pytest.skip("torchrun not installed")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m",
-           "idinvert.core.training.encoder_cli", "encoder", "--gan", str(gan_run), "--out",
-           str(tmp_path), "--kimg", "0.008", "--batch-size", "4", "--channels-base", "4",
-           "--channels-max", "16", "--perceptual", "none", "--threads", "1", "--workers", "0",
-           "--grid", "2", "--no-progress"]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "idinvert.core.training.encoder_cli",
+        "encoder",
+        "--gan",
+        str(gan_run),
+        "--out",
+        str(tmp_path),
+        "--kimg",
+        "0.008",
+        "--batch-size",
+        "4",
+        "--channels-base",
+        "4",
+        "--channels-max",
+        "16",
+        "--perceptual",
+        "none",
+        "--threads",
+        "1",
+        "--workers",
+        "0",
+        "--grid",
+        "2",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, check=True, env=env, timeout=300, capture_output=True)
     ckpt = et.load_checkpoint(tmp_path / et.CHECKPOINT_FILE)

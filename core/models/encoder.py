@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from idinvert.core.models.layers import LEAKY_SLOPE, BatchNormBlock, WScaleBias
 from torch import nn
+
+from idinvert.core.models.layers import LEAKY_SLOPE, BatchNormBlock, WScaleBias
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from idinvert.core.models.layers import (
     LEAKY_SLOPE,
     DenseBlock,
     blur_kernel,
     fused_upsample_kernel,
 )
-from torch import nn
 
 FusedScale = Literal["auto"] | bool
 

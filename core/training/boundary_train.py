@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from idinvert.core.boundaries import Boundary, save_boundary
 from idinvert.core.models.generator import Generator
 from idinvert.core.training.classifier import (
@@ -113,13 +114,17 @@ def sample_codes(G: Generator, num: int, seed: int, batch_size: int = 256) -> to
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(num, G.config.z_dim, generator=gen)
     device = next(G.parameters()).device
-    return torch.cat([G.z_to_wp(zc.to(device), psi=1.0).float().cpu()
-                      for zc in z.split(batch_size)])
+    return torch.cat(
+        [G.z_to_wp(zc.to(device), psi=1.0).float().cpu() for zc in z.split(batch_size)]
+    )
 
 
 @torch.no_grad()
 def classify_codes(
-    G: Generator, classifier: AttributeClassifier, codes: torch.Tensor, batch_size: int = 64,
+    G: Generator,
+    classifier: AttributeClassifier,
+    codes: torch.Tensor,
+    batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Render ``codes [N, L, D]`` (fixed noise) and return classifier logits ``[N, A]``."""
@@ -179,8 +184,14 @@ def fit_logistic(
     xs = (xd - mu) / sd
     w = torch.zeros(xs.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10,
-                            tolerance_change=1e-12, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -229,11 +240,10 @@ def fit_boundary(
     for layer in range(codes.shape[1]):
         x = codes[idx, layer]
         normal, offset = fit_logistic(x[:n_fit], labels[:n_fit], l2)
-        val = (
-            _accuracy(x[n_fit:], labels[n_fit:], normal, offset) if n_fit < len(idx) else None
+        val = _accuracy(x[n_fit:], labels[n_fit:], normal, offset) if n_fit < len(idx) else None
+        fits.append(
+            LinearFit(normal, offset, _accuracy(x[:n_fit], labels[:n_fit], normal, offset), val)
         )
-        fits.append(LinearFit(normal, offset, _accuracy(x[:n_fit], labels[:n_fit], normal,
-                                                          offset), val))
     return fits
 
 
@@ -275,9 +285,7 @@ def edit_codes(
     return out
 
 
-def edit_effect(
-    before: torch.Tensor, after: torch.Tensor, attr: int
-) -> tuple[float, float]:
+def edit_effect(before: torch.Tensor, after: torch.Tensor, attr: int) -> tuple[float, float]:
     """``(success, preserved)`` of an edit that pushes attribute ``attr`` to the other side.
 
     Args:
@@ -318,11 +326,19 @@ def choose_layers(
     sign = torch.where(before[:, attr], -1.0, 1.0) * distance
     table = []
     for layers in layer_candidates(codes.shape[1]):
-        after = classify_codes(G, classifier, edit_codes(codes, direction, layers, sign),
-                               batch_size) > 0
+        after = (
+            classify_codes(G, classifier, edit_codes(codes, direction, layers, sign), batch_size)
+            > 0
+        )
         success, preserved = edit_effect(before, after, attr)
-        table.append({"layers": layers, "success": round(success, 4),
-                      "preserved": round(preserved, 4), "score": round(success * preserved, 4)})
+        table.append(
+            {
+                "layers": layers,
+                "success": round(success, 4),
+                "preserved": round(preserved, 4),
+                "score": round(success * preserved, 4),
+            }
+        )
     best = max(row["score"] for row in table)
     near = [row for row in table if row["score"] >= best - 0.01]
     chosen = min(near, key=lambda row: (len(row["layers"]), row["layers"][0]))
@@ -358,8 +374,9 @@ def train_attribute_boundary(
     distance = cfg.distance if cfg.distance is not None else float(np.mean(gaps))
     table: list[dict[str, Any]] = []
     if layers is None:
-        layers, table = choose_layers(G, classifier, select_codes, select_logits, a, direction,
-                                      distance, cfg.batch_size)
+        layers, table = choose_layers(
+            G, classifier, select_codes, select_logits, a, direction, distance, cfg.batch_size
+        )
     if cfg.distance is None:
         distance = float(np.mean(gaps[layers]))
     positives = int((logits[:, a] > 0).sum())
@@ -374,8 +391,9 @@ def train_attribute_boundary(
         "distance_rule": rule,
         "centroid_gap_per_layer": [round(float(g), 4) for g in gaps],
         "train_accuracy_per_layer": [round(f.train_accuracy, 4) for f in fits],
-        "val_accuracy_per_layer": [None if f.val_accuracy is None else round(f.val_accuracy, 4)
-                                   for f in fits],
+        "val_accuracy_per_layer": [
+            None if f.val_accuracy is None else round(f.val_accuracy, 4) for f in fits
+        ],
         "positive_fraction": round(positives / max(codes.shape[0], 1), 4),
         "layer_selection": table,
     }
@@ -482,14 +500,21 @@ def ensure_classifier(
         return load_classifier(model_dir)
     check_train_seed(data_seed)
     t0 = time.perf_counter()
-    images, labels, names = render_faces(data, data_seed, 0, train_cfg.num_train, resolution,
-                                         workers)
-    v_images, v_labels, _ = render_faces(data, validation_seed(data_seed), 0, train_cfg.num_val,
-                                         resolution, workers)
+    images, labels, names = render_faces(
+        data, data_seed, 0, train_cfg.num_train, resolution, workers
+    )
+    v_images, v_labels, _ = render_faces(
+        data, validation_seed(data_seed), 0, train_cfg.num_val, resolution, workers
+    )
     render_sec = time.perf_counter() - t0
     net, metrics = train_classifier(
-        to_float_images(images), torch.from_numpy(labels), names, train_cfg,
-        to_float_images(v_images), torch.from_numpy(v_labels), progress,
+        to_float_images(images),
+        torch.from_numpy(labels),
+        names,
+        train_cfg,
+        to_float_images(v_images),
+        torch.from_numpy(v_labels),
+        progress,
     )
     info = {
         "metrics": metrics,

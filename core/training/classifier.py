@@ -121,9 +121,7 @@ def predict_logits(
     device = next(net.parameters()).device
     if images.shape[0] == 0:
         return torch.zeros(0, len(net.config.attributes))
-    return torch.cat(
-        [net(x.to(device)).float().cpu() for x in images.split(batch_size)]
-    )
+    return torch.cat([net(x.to(device)).float().cpu() for x in images.split(batch_size)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,9 +156,7 @@ class ClassifierTrainConfig:
     hidden: int = 128
 
 
-def augment(
-    x: torch.Tensor, shift: int, blur_prob: float, gen: torch.Generator
-) -> torch.Tensor:
+def augment(x: torch.Tensor, shift: int, blur_prob: float, gen: torch.Generator) -> torch.Tensor:
     """Random translation (reflect padding, one offset per batch) and per-sample blur."""
     if shift > 0:
         dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=gen))
@@ -168,8 +164,9 @@ def augment(
         padded = F.pad(x, (shift, shift, shift, shift), mode="reflect")
         x = padded[:, :, shift + dy : shift + dy + r, shift + dx : shift + dx + r]
     if blur_prob > 0:
-        soft = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2.0, mode="bilinear",
-                             align_corners=False)
+        soft = F.interpolate(
+            F.avg_pool2d(x, 2), scale_factor=2.0, mode="bilinear", align_corners=False
+        )
         pick = (torch.rand(x.shape[0], generator=gen) < blur_prob).view(-1, 1, 1, 1)
         x = torch.where(pick, soft, x)
     return x

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+
 from idinvert.core.training.faces import ATTRIBUTES, render_dataset
 
 data_group = click.Group(
@@ -33,16 +34,33 @@ def _resolution(ctx: click.Context, param: click.Parameter, value: int) -> int:
 
 
 @data_group.command("render")
-@click.option("--n", "n", type=int, required=True, callback=_positive_n,
-              help="Number of faces to render.")
-@click.option("--seed", type=int, required=True,
-              help="Data set seed; face i is the same for a given seed whatever --n is.")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output directory (must not exist or be empty).")
-@click.option("--resolution", type=int, default=64, show_default=True, callback=_resolution,
-              help="Image size in pixels (power of 2, 16..1024).")
-@click.option("--progress/--no-progress", default=True, show_default=True,
-              help="Show a progress bar.")
+@click.option(
+    "--n", "n", type=int, required=True, callback=_positive_n, help="Number of faces to render."
+)
+@click.option(
+    "--seed",
+    type=int,
+    required=True,
+    help="Data set seed; face i is the same for a given seed whatever --n is.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Output directory (must not exist or be empty).",
+)
+@click.option(
+    "--resolution",
+    type=int,
+    default=64,
+    show_default=True,
+    callback=_resolution,
+    help="Image size in pixels (power of 2, 16..1024).",
+)
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
+)
 def render_command(n: int, seed: int, out: Path, resolution: int, progress: bool) -> None:
     """Render N labelled synthetic faces as PNGs plus labels.json into OUT."""
     start = time.perf_counter()

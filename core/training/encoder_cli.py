@@ -51,41 +51,78 @@ def _is_main_process() -> bool:
 
 
 @click.command("encoder")
-@click.option("--gan", "gan_run", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="GAN run directory (G_ema and D come from its checkpoint.pt). Required for a "
-                   "new run; a resumed run uses the generator stored in its own checkpoint.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (checkpoint.pt, log.jsonl, samples/).")
-@click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Continue from OUT/checkpoint.pt if it exists. --no-resume starts over.")
-@click.option("--kimg", type=float, default=None, help="Train until this many thousand images "
-              "(default 80).")
+@click.option(
+    "--gan",
+    "gan_run",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="GAN run directory (G_ema and D come from its checkpoint.pt). Required for a "
+    "new run; a resumed run uses the generator stored in its own checkpoint.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory (checkpoint.pt, log.jsonl, samples/).",
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue from OUT/checkpoint.pt if it exists. --no-resume starts over.",
+)
+@click.option(
+    "--kimg", type=float, default=None, help="Train until this many thousand images (default 80)."
+)
 @click.option("--batch-size", type=int, default=None, help="Global batch (default 16).")
-@click.option("--lr", type=float, default=None,
-              help="Initial Adam lr (default 1e-4·sqrt(batch/128): paper lr, sqrt-scaled).")
-@click.option("--decay-kimg", type=float, default=None,
-              help="lr × 0.8 every this many kimg, continuously (default kimg/4).")
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help="Initial Adam lr (default 1e-4·sqrt(batch/128): paper lr, sqrt-scaled).",
+)
+@click.option(
+    "--decay-kimg",
+    type=float,
+    default=None,
+    help="lr × 0.8 every this many kimg, continuously (default kimg/4).",
+)
 @click.option("--channels-base", type=int, default=None, help="Encoder width (default 32).")
 @click.option("--channels-max", type=int, default=None, help="Encoder width cap (default 256).")
-@click.option("--trainable-gamma/--frozen-gamma", default=None,
-              help="Train BatchNorm scales (default: trainable, as the official TF training).")
-@click.option("--perceptual", type=click.Choice(["auto", "torchvision", "none"]), default=None,
-              help="VGG term: auto (use torchvision VGG16 if available), torchvision "
-                   "(required), none.")
+@click.option(
+    "--trainable-gamma/--frozen-gamma",
+    default=None,
+    help="Train BatchNorm scales (default: trainable, as the official TF training).",
+)
+@click.option(
+    "--perceptual",
+    type=click.Choice(["auto", "torchvision", "none"]),
+    default=None,
+    help="VGG term: auto (use torchvision VGG16 if available), torchvision (required), none.",
+)
 @click.option("--perceptual-weight", type=float, default=None, help="λ_vgg (default 5e-5).")
 @click.option("--adversarial-weight", type=float, default=None, help="λ_adv (default 0.08).")
-@click.option("--latent-weight", type=float, default=None,
-              help="Latent-reconstruction warm-up on generated images (not in the paper; "
-                   "default 0 = off).")
-@click.option("--latent-kimg", type=float, default=None,
-              help="Warm-up length in kimg (0 = whole run).")
+@click.option(
+    "--latent-weight",
+    type=float,
+    default=None,
+    help="Latent-reconstruction warm-up on generated images (not in the paper; default 0 = off).",
+)
+@click.option(
+    "--latent-kimg", type=float, default=None, help="Warm-up length in kimg (0 = whole run)."
+)
 @click.option("--r1-gamma", type=float, default=None, help="R1 γ (default 10·(R/256)²).")
 @click.option("--r1-interval", type=int, default=None, help="R1 every N steps (default 1).")
 @click.option("--mirror/--no-mirror", default=None, help="Random flips (default on).")
 @click.option("--channels-last/--no-channels-last", default=None)
 @click.option("--data", type=str, default=None, help="Renderer module:function (default: GAN's).")
-@click.option("--data-seed", type=int, default=None,
-              help="Training stream (default: the GAN run's seed; must be < 2^29).")
+@click.option(
+    "--data-seed",
+    type=int,
+    default=None,
+    help="Training stream (default: the GAN run's seed; must be < 2^29).",
+)
 @click.option("--seed", type=int, default=None, help="Init / latent sampling seed.")
 @click.option("--threads", type=int, default=None, help="torch threads per process.")
 @click.option("--workers", type=int, default=None, help="Rendering processes per rank.")
@@ -125,8 +162,10 @@ def encoder_command(
     main = _is_main_process()
     if main:
         what = "resuming" if base is not None else "starting"
-        click.echo(f"{what} encoder training in {out} ({cfg.total_kimg:g} kimg, batch "
-                   f"{cfg.batch_size})", err=True)
+        click.echo(
+            f"{what} encoder training in {out} ({cfg.total_kimg:g} kimg, batch {cfg.batch_size})",
+            err=True,
+        )
     try:
         result = train_encoder(cfg, out, resume=resume)
     except (ValueError, RuntimeError) as exc:
@@ -134,8 +173,11 @@ def encoder_command(
     if main:
         state = "stopped (checkpoint saved)" if result["stopped"] else "done"
         c = result["config"]
-        click.echo(f"{state}: step {result['step']}, {result['kimg']:.1f} kimg, perceptual "
-                   f"term {c.perceptual}, checkpoint {out / CHECKPOINT_FILE}", err=True)
+        click.echo(
+            f"{state}: step {result['step']}, {result['kimg']:.1f} kimg, perceptual "
+            f"term {c.perceptual}, checkpoint {out / CHECKPOINT_FILE}",
+            err=True,
+        )
 
 
 def _print_encoder_sizes(cfg: Any) -> None:
@@ -151,53 +193,116 @@ def _print_encoder_sizes(cfg: Any) -> None:
     e_cfg = resolved.encoder_config(gan_cfg.generator_config())
     n = count_parameters(Encoder(e_cfg))
     click.echo(json.dumps(resolved.to_dict(), indent=2))
-    click.echo(f"E: {n:,} parameters ({n * 2 / 2**20:.1f} MiB fp16); "
-               f"{resolved.total_steps()} steps")
+    click.echo(
+        f"E: {n:,} parameters ({n * 2 / 2**20:.1f} MiB fp16); {resolved.total_steps()} steps"
+    )
 
 
 @click.command("boundary")
-@click.option("--model", "model_dir", required=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Model directory (from `idinvert train export`); boundaries, the classifier "
-                   "and boundary_report.json are written into it.")
-@click.option("--attribute", "-a", "attributes", multiple=True,
-              help="Attribute to fit (repeatable).")
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model directory (from `idinvert train export`); boundaries, the classifier "
+    "and boundary_report.json are written into it.",
+)
+@click.option(
+    "--attribute", "-a", "attributes", multiple=True, help="Attribute to fit (repeatable)."
+)
 @click.option("--all", "all_attributes", is_flag=True, help="Fit every classifier attribute.")
-@click.option("--layers", default=None,
-              help="Force default layers (e.g. '0-3'; one attribute only) instead of measuring.")
-@click.option("--samples", type=click.IntRange(20), default=20000, show_default=True,
-              help="W+ samples rendered and classified for the fits.")
-@click.option("--ratio", type=float, default=0.1, show_default=True,
-              help="Top/bottom fraction of samples used (InterFaceGAN chosen_num_or_ratio).")
-@click.option("--select-samples", type=click.IntRange(1), default=256, show_default=True,
-              help="Fresh samples used to choose the default layers.")
-@click.option("--distance", type=float, default=None,
-              help="Edit distance for the layer choice (default: measured centroid gap).")
+@click.option(
+    "--layers",
+    default=None,
+    help="Force default layers (e.g. '0-3'; one attribute only) instead of measuring.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(20),
+    default=20000,
+    show_default=True,
+    help="W+ samples rendered and classified for the fits.",
+)
+@click.option(
+    "--ratio",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Top/bottom fraction of samples used (InterFaceGAN chosen_num_or_ratio).",
+)
+@click.option(
+    "--select-samples",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Fresh samples used to choose the default layers.",
+)
+@click.option(
+    "--distance",
+    type=float,
+    default=None,
+    help="Edit distance for the layer choice (default: measured centroid gap).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="z sampling seed.")
 @click.option("--retrain-classifier", is_flag=True, help="Train the classifier even if present.")
-@click.option("--classifier-train", type=click.IntRange(1), default=20000, show_default=True,
-              help="Labelled renders for the classifier.")
-@click.option("--classifier-val", type=click.IntRange(1), default=2000, show_default=True,
-              help="Held-out renders for its accuracy.")
+@click.option(
+    "--classifier-train",
+    type=click.IntRange(1),
+    default=20000,
+    show_default=True,
+    help="Labelled renders for the classifier.",
+)
+@click.option(
+    "--classifier-val",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    help="Held-out renders for its accuracy.",
+)
 @click.option("--classifier-epochs", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--data", type=str, default=None,
-              help="Renderer module:function (default idinvert.core.training.faces:iter_faces).")
-@click.option("--data-seed", type=int, default=0, show_default=True,
-              help="Classifier training stream (< 2^29).")
-@click.option("--workers", type=click.IntRange(0), default=2, show_default=True,
-              help="Rendering processes.")
+@click.option(
+    "--data",
+    type=str,
+    default=None,
+    help="Renderer module:function (default idinvert.core.training.faces:iter_faces).",
+)
+@click.option(
+    "--data-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Classifier training stream (< 2^29).",
+)
+@click.option(
+    "--workers", type=click.IntRange(0), default=2, show_default=True, help="Rendering processes."
+)
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def boundary_command(
-    model_dir: Path, attributes: tuple[str, ...], all_attributes: bool, layers: str | None,
-    samples: int, ratio: float, select_samples: int, distance: float | None, seed: int,
-    retrain_classifier: bool, classifier_train: int, classifier_val: int,
-    classifier_epochs: int, data: str | None, data_seed: int, workers: int, threads: int,
-    batch_size: int, progress: bool,
+    model_dir: Path,
+    attributes: tuple[str, ...],
+    all_attributes: bool,
+    layers: str | None,
+    samples: int,
+    ratio: float,
+    select_samples: int,
+    distance: float | None,
+    seed: int,
+    retrain_classifier: bool,
+    classifier_train: int,
+    classifier_val: int,
+    classifier_epochs: int,
+    data: str | None,
+    data_seed: int,
+    workers: int,
+    threads: int,
+    batch_size: int,
+    progress: bool,
 ) -> None:
     """Train the attribute classifier (if needed) and fit InterFaceGAN boundaries."""
     import torch
+
     from idinvert.core.boundaries import parse_layers
     from idinvert.core.modeldir import load_model_dir
     from idinvert.core.training.boundary_train import (
@@ -213,77 +318,136 @@ def boundary_command(
     torch.set_num_threads(threads)
     bundle = load_model_dir(model_dir)
     try:
-        ccfg = ClassifierTrainConfig(num_train=classifier_train, num_val=classifier_val,
-                                     epochs=classifier_epochs, seed=seed)
+        ccfg = ClassifierTrainConfig(
+            num_train=classifier_train, num_val=classifier_val, epochs=classifier_epochs, seed=seed
+        )
         classifier, info = ensure_classifier(
-            model_dir, bundle.resolution, ccfg, data or DEFAULT_DATA, data_seed, workers,
-            retrain_classifier, progress,
+            model_dir,
+            bundle.resolution,
+            ccfg,
+            data or DEFAULT_DATA,
+            data_seed,
+            workers,
+            retrain_classifier,
+            progress,
         )
         acc = info.get("metrics", {}).get("accuracy", {})
-        click.echo("classifier held-out accuracy: "
-                   + ", ".join(f"{a} {v:.3f}" for a, v in acc.items()), err=True)
+        click.echo(
+            "classifier held-out accuracy: " + ", ".join(f"{a} {v:.3f}" for a, v in acc.items()),
+            err=True,
+        )
         names = list(attributes) if not all_attributes else list(classifier.config.attributes)
         forced = None
         if layers is not None:
             if len(names) != 1:
                 raise click.UsageError("--layers needs exactly one --attribute")
             forced = parse_layers(layers, bundle.num_layers)
-        cfg = BoundaryTrainConfig(num_samples=samples, ratio=ratio, select_samples=select_samples,
-                                  distance=distance, seed=seed, batch_size=batch_size)
-        report = train_boundaries(bundle.generator, classifier, model_dir, names, cfg, forced,
-                                  progress)
+        cfg = BoundaryTrainConfig(
+            num_samples=samples,
+            ratio=ratio,
+            select_samples=select_samples,
+            distance=distance,
+            seed=seed,
+            batch_size=batch_size,
+        )
+        report = train_boundaries(
+            bundle.generator, classifier, model_dir, names, cfg, forced, progress
+        )
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     for name in names:
         e = report["attributes"][name]
         val = [v for v in e["val_accuracy_per_layer"] if v is not None]
         best = next((r for r in e["layer_selection"] if r["layers"] == e["layers"]), None)
-        extra = (f", success {best['success']:.2f}, preserved {best['preserved']:.2f}"
-                 if best else "")
-        click.echo(f"{name}: layers {e['layers']}, distance {e['distance']:.3f}, "
-                   f"val acc {max(val, default=float('nan')):.3f} (best layer){extra}")
+        extra = (
+            f", success {best['success']:.2f}, preserved {best['preserved']:.2f}" if best else ""
+        )
+        click.echo(
+            f"{name}: layers {e['layers']}, distance {e['distance']:.3f}, "
+            f"val acc {max(val, default=float('nan')):.3f} (best layer){extra}"
+        )
     click.echo(f"wrote {len(names)} boundary file(s) to {model_dir / 'boundaries'}")
 
 
 @click.command("export")
-@click.option("--encoder", "encoder_run", required=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Encoder run directory (holds the generator it was trained against).")
-@click.option("--gan", "gan_run", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="GAN run (provenance/card; default: the one the encoder run recorded).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Model directory to write (e.g. hub/bundled/faces64).")
+@click.option(
+    "--encoder",
+    "encoder_run",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Encoder run directory (holds the generator it was trained against).",
+)
+@click.option(
+    "--gan",
+    "gan_run",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="GAN run (provenance/card; default: the one the encoder run recorded).",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Model directory to write (e.g. hub/bundled/faces64).",
+)
 @click.option("--name", default="faces64", show_default=True, help="Model name in config.json.")
-@click.option("--perceptual", type=click.Choice(["external", "none"]), default="external",
-              show_default=True,
-              help="external: record the torchvision VGG16 config, weights resolved at load "
-                   "time (not shipped); none: no perceptual network.")
-@click.option("--extras-from", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None,
-              help="Copy classifier, boundaries, reports and eval.json from here (default: OUT "
-                   "itself when re-exporting).")
-@click.option("--eval", "eval_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="`idinvert eval` JSON to store and quote in the model card.")
+@click.option(
+    "--perceptual",
+    type=click.Choice(["external", "none"]),
+    default="external",
+    show_default=True,
+    help="external: record the torchvision VGG16 config, weights resolved at load "
+    "time (not shipped); none: no perceptual network.",
+)
+@click.option(
+    "--extras-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Copy classifier, boundaries, reports and eval.json from here (default: OUT "
+    "itself when re-exporting).",
+)
+@click.option(
+    "--eval",
+    "eval_json",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="`idinvert eval` JSON to store and quote in the model card.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def export_command(
-    encoder_run: Path, gan_run: Path | None, out: Path, name: str, perceptual: str,
-    extras_from: Path | None, eval_json: Path | None, overwrite: bool,
+    encoder_run: Path,
+    gan_run: Path | None,
+    out: Path,
+    name: str,
+    perceptual: str,
+    extras_from: Path | None,
+    eval_json: Path | None,
+    overwrite: bool,
 ) -> None:
     """Assemble a model directory (fp16 safetensors, config.json, model card)."""
     from idinvert.core.training.export import WEIGHT_BUDGET_MIB, build_model_dir
 
     try:
         result = build_model_dir(
-            encoder_run, out, gan_run=gan_run, name=name, perceptual=perceptual,
-            extras_from=extras_from, eval_json=eval_json, overwrite=overwrite,
+            encoder_run,
+            out,
+            gan_run=gan_run,
+            name=name,
+            perceptual=perceptual,
+            extras_from=extras_from,
+            eval_json=eval_json,
+            overwrite=overwrite,
         )
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     for warning in result["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     sizes = ", ".join(f"{k} {v:.2f}" for k, v in result["weights_mib"].items())
-    click.echo(f"wrote {out}: {sizes} MiB; total {result['total_mib']:.2f} MiB "
-               f"(budget {WEIGHT_BUDGET_MIB:g})")
+    click.echo(
+        f"wrote {out}: {sizes} MiB; total {result['total_mib']:.2f} MiB "
+        f"(budget {WEIGHT_BUDGET_MIB:g})"
+    )
 
 
 _group = click.Group("train-extra", commands=[encoder_command, boundary_command, export_command])

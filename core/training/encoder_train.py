@@ -66,6 +66,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator, GeneratorConfig
 from idinvert.core.models.perceptual import PerceptualNet
@@ -77,7 +79,6 @@ from idinvert.core.training.splits import (
     to_float_images,
     validation_seed,
 )
-from torch import nn
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
@@ -165,17 +166,39 @@ class EncoderTrainConfig:
     progress: bool = True
 
     RUNTIME_FIELDS = frozenset(
-        {"total_kimg", "threads", "num_workers", "checkpoint_minutes", "sample_every",
-         "log_every", "grid_size", "progress"}
+        {
+            "total_kimg",
+            "threads",
+            "num_workers",
+            "checkpoint_minutes",
+            "sample_every",
+            "log_every",
+            "grid_size",
+            "progress",
+        }
     )
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "r1_interval", "threads", "sample_every", "log_every",
-                     "grid_size", "channels_base", "channels_max"):
+        for name in (
+            "batch_size",
+            "r1_interval",
+            "threads",
+            "sample_every",
+            "log_every",
+            "grid_size",
+            "channels_base",
+            "channels_max",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("pixel_weight", "perceptual_weight", "adversarial_weight", "latent_weight",
-                     "latent_kimg", "total_kimg"):
+        for name in (
+            "pixel_weight",
+            "perceptual_weight",
+            "adversarial_weight",
+            "latent_weight",
+            "latent_kimg",
+            "total_kimg",
+        ):
             value = float(getattr(self, name))
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
@@ -207,7 +230,8 @@ class EncoderTrainConfig:
             if self.r1_gamma is None
             else self.r1_gamma,
             lr=PAPER_LR * math.sqrt(self.batch_size / PAPER_BATCH) if self.lr is None else self.lr,
-            decay_kimg=max(self.total_kimg / 4, 1e-3) if self.decay_kimg is None
+            decay_kimg=max(self.total_kimg / 4, 1e-3)
+            if self.decay_kimg is None
             else self.decay_kimg,
             data=gan_cfg.data if self.data is None else self.data,
             data_seed=gan_cfg.seed if self.data_seed is None else self.data_seed,
@@ -557,8 +581,17 @@ def _payload(
 class _Window:
     """Sums of per-step statistics between two log lines."""
 
-    KEYS = ("loss_E", "pixel", "perceptual", "adversarial", "latent", "loss_D", "d_real",
-            "d_fake", "r1")
+    KEYS = (
+        "loss_E",
+        "pixel",
+        "perceptual",
+        "adversarial",
+        "latent",
+        "loss_D",
+        "d_real",
+        "d_fake",
+        "r1",
+    )
 
     def __init__(self) -> None:
         self.reset()
@@ -772,8 +805,14 @@ def _train(
     resolution = G.config.resolution
     total_steps = cfg.total_steps()
     dataset = gan.FaceBatches(
-        str(cfg.data), int(cfg.data_seed or 0), resolution, cfg.batch_size // ctx.world,
-        state.nimg, ctx.rank, ctx.world, num_steps=max(total_steps - state.step, 0),
+        str(cfg.data),
+        int(cfg.data_seed or 0),
+        resolution,
+        cfg.batch_size // ctx.world,
+        state.nimg,
+        ctx.rank,
+        ctx.world,
+        num_steps=max(total_steps - state.step, 0),
         mirror=cfg.mirror,
     )
     batches = iter(gan.make_loader(dataset, cfg.num_workers))
@@ -829,8 +868,12 @@ class _Loop:
 
         state, cfg, ctx = self.state, self.cfg, self.ctx
         bar = tqdm(
-            total=total_steps, initial=state.step, unit="step", dynamic_ncols=True,
-            desc="encoder", disable=not (ctx.is_main and cfg.progress),
+            total=total_steps,
+            initial=state.step,
+            unit="step",
+            dynamic_ncols=True,
+            desc="encoder",
+            disable=not (ctx.is_main and cfg.progress),
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
         last: dict[str, Any] = {}
@@ -863,9 +906,16 @@ class _Loop:
                     stopped = True
                     break
         bar.close()
-        return {"step": state.step, "nimg": state.nimg, "kimg": state.nimg / 1000,
-                "stopped": stopped, "last": last, "run_dir": str(self.run_dir),
-                "config": cfg, "state": state}
+        return {
+            "step": state.step,
+            "nimg": state.nimg,
+            "kimg": state.nimg / 1000,
+            "stopped": stopped,
+            "last": last,
+            "run_dir": str(self.run_dir),
+            "config": cfg,
+            "state": state,
+        }
 
     def _log(self, bar: Any, lr: float) -> dict[str, Any]:
         state, cfg = self.state, self.cfg
@@ -890,8 +940,10 @@ class _Loop:
             with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             bar.set_postfix(
-                kimg=f"{record['kimg']:.1f}", pix=f"{means['pixel']:.4f}",
-                D=f"{means['loss_D']:.3f}", val=f"{self.val_mse or float('nan'):.4f}",
+                kimg=f"{record['kimg']:.1f}",
+                pix=f"{means['pixel']:.4f}",
+                D=f"{means['loss_D']:.3f}",
+                val=f"{self.val_mse or float('nan'):.4f}",
                 refresh=False,
             )
         self.window.reset()

@@ -12,46 +12,109 @@ import click
 
 
 @click.command("eval")
-@click.option("--model", "-m", "model_ref", default=None, metavar="REF",
-              help="Model directory or reference (default: the bundled model). It must hold "
-                   "classifier.safetensors and boundaries/ (idinvert train boundary).")
-@click.option("--n", "n", type=click.IntRange(1, 100000), default=64, show_default=True,
-              help="Held-out renders to invert.")
-@click.option("--seed", type=click.IntRange(0, 2**30 - 1), default=0, show_default=True,
-              help="Eval stream: faces 0..n-1 of data set 2^30 + SEED (never used in training).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Write the full result here.")
-@click.option("--steps", type=click.IntRange(0, 100000), default=100, show_default=True,
-              help="Optimisation steps of both optimising methods.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01,
-              show_default=True)
-@click.option("--perceptual-weight", type=click.FloatRange(min=0), default=5e-5,
-              show_default=True, help="In-domain VGG weight (0 if no VGG weights are found).")
+@click.option(
+    "--model",
+    "-m",
+    "model_ref",
+    default=None,
+    metavar="REF",
+    help="Model directory or reference (default: the bundled model). It must hold "
+    "classifier.safetensors and boundaries/ (idinvert train boundary).",
+)
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(1, 100000),
+    default=64,
+    show_default=True,
+    help="Held-out renders to invert.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**30 - 1),
+    default=0,
+    show_default=True,
+    help="Eval stream: faces 0..n-1 of data set 2^30 + SEED (never used in training).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the full result here.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(0, 100000),
+    default=100,
+    show_default=True,
+    help="Optimisation steps of both optimising methods.",
+)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
+@click.option(
+    "--perceptual-weight",
+    type=click.FloatRange(min=0),
+    default=5e-5,
+    show_default=True,
+    help="In-domain VGG weight (0 if no VGG weights are found).",
+)
 @click.option("--domain-weight", type=click.FloatRange(min=0), default=2.0, show_default=True)
-@click.option("--baseline-init", type=click.Choice(["encoder", "mean"]), default="encoder",
-              show_default=True,
-              help="Start of the MSE-only baseline: E(x) (official -E ablation) or w_avg "
-                   "(Image2StyleGAN-style).")
-@click.option("--distance", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Edit distance for all boundaries (default: each boundary's measured one).")
-@click.option("--attribute", "-a", "attributes", multiple=True,
-              help="Evaluate only these boundaries (repeatable).")
+@click.option(
+    "--baseline-init",
+    type=click.Choice(["encoder", "mean"]),
+    default="encoder",
+    show_default=True,
+    help="Start of the MSE-only baseline: E(x) (official -E ablation) or w_avg "
+    "(Image2StyleGAN-style).",
+)
+@click.option(
+    "--distance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Edit distance for all boundaries (default: each boundary's measured one).",
+)
+@click.option(
+    "--attribute",
+    "-a",
+    "attributes",
+    multiple=True,
+    help="Evaluate only these boundaries (repeatable).",
+)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True)
-@click.option("--lpips/--no-lpips", default=True, show_default=True,
-              help="LPIPS when real VGG weights are available.")
+@click.option(
+    "--lpips/--no-lpips",
+    default=True,
+    show_default=True,
+    help="LPIPS when real VGG weights are available.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, mps.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch threads.")
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
-              help="Rendering processes.")
+@click.option(
+    "--workers", type=click.IntRange(0), default=0, show_default=True, help="Rendering processes."
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def eval_command(
-    model_ref: str | None, n: int, seed: int, json_out: Path | None, steps: int, lr: float,
-    perceptual_weight: float, domain_weight: float, baseline_init: str,
-    distance: float | None, attributes: tuple[str, ...], batch_size: int, lpips: bool,
-    device: str, threads: int | None, workers: int, progress: bool,
+    model_ref: str | None,
+    n: int,
+    seed: int,
+    json_out: Path | None,
+    steps: int,
+    lr: float,
+    perceptual_weight: float,
+    domain_weight: float,
+    baseline_init: str,
+    distance: float | None,
+    attributes: tuple[str, ...],
+    batch_size: int,
+    lpips: bool,
+    device: str,
+    threads: int | None,
+    workers: int,
+    progress: bool,
 ) -> None:
     """Evaluate reconstruction and editing of a model on held-out renders."""
     import torch
+
     from idinvert.core.device import resolve_device
     from idinvert.core.training.evaluate import EvalConfig, evaluate, format_table
     from idinvert.hub.resolve import resolve_model
@@ -59,10 +122,20 @@ def eval_command(
     if threads:
         torch.set_num_threads(threads)
     model_dir = resolve_model(model_ref)
-    cfg = EvalConfig(n=n, seed=seed, steps=steps, lr=lr, perceptual_weight=perceptual_weight,
-                     domain_weight=domain_weight, baseline_init=baseline_init,
-                     batch_size=batch_size, distance=distance,
-                     attributes=tuple(attributes) or None, lpips=lpips, workers=workers)
+    cfg = EvalConfig(
+        n=n,
+        seed=seed,
+        steps=steps,
+        lr=lr,
+        perceptual_weight=perceptual_weight,
+        domain_weight=domain_weight,
+        baseline_init=baseline_init,
+        batch_size=batch_size,
+        distance=distance,
+        attributes=tuple(attributes) or None,
+        lpips=lpips,
+        workers=workers,
+    )
     try:
         result = evaluate(model_dir, cfg, resolve_device(device), progress=progress)
     except (FileNotFoundError, RuntimeError) as exc:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from idinvert.core.boundaries import load_boundary, model_boundaries
 from idinvert.core.inversion import InversionSettings, encode, invert, synthesize
 from idinvert.core.modeldir import ModelBundle, load_model_dir
@@ -123,8 +124,12 @@ def lpips_values(metric: LpipsFn, a: torch.Tensor, b: torch.Tensor, batch: int =
     for x, y in zip(a.split(batch), b.split(batch), strict=True):
         v = torch.as_tensor(metric(x, y)).detach().float().reshape(-1).cpu()
         if v.numel() != x.shape[0]:  # the metric averaged the batch: go one by one
-            v = torch.stack([torch.as_tensor(metric(x[i : i + 1], y[i : i + 1])).float()
-                             .reshape(-1)[0].cpu() for i in range(x.shape[0])])
+            v = torch.stack(
+                [
+                    torch.as_tensor(metric(x[i : i + 1], y[i : i + 1])).float().reshape(-1)[0].cpu()
+                    for i in range(x.shape[0])
+                ]
+            )
         out.append(v)
     return torch.cat(out).numpy()
 
@@ -139,7 +144,10 @@ def _mean_code(bundle: ModelBundle, n: int) -> torch.Tensor:
 
 
 def run_inversions(
-    bundle: ModelBundle, images: torch.Tensor, cfg: EvalConfig, perceptual_weight: float,
+    bundle: ModelBundle,
+    images: torch.Tensor,
+    cfg: EvalConfig,
+    perceptual_weight: float,
     progress: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Codes ``[N, L, D]`` and seconds of the three methods on ``images [N, 3, R, R]``."""
@@ -160,11 +168,21 @@ def run_inversions(
         ),
     }
     for name, (settings, init) in plans.items():
-        with tqdm(total=cfg.steps * len(images), desc=name, unit="step",
-                  disable=not progress or cfg.steps == 0) as bar:
-            result = invert(bundle, images, settings, init_codes=init, batch_size=cfg.batch_size,
-                            callback=lambda info, b=bar: b.update(len(info.losses["total"])),
-                            seed=cfg.seed)
+        with tqdm(
+            total=cfg.steps * len(images),
+            desc=name,
+            unit="step",
+            disable=not progress or cfg.steps == 0,
+        ) as bar:
+            result = invert(
+                bundle,
+                images,
+                settings,
+                init_codes=init,
+                batch_size=cfg.batch_size,
+                callback=lambda info, b=bar: b.update(len(info.losses["total"])),
+                seed=cfg.seed,
+            )
         codes[name], seconds[name] = result.codes, result.seconds
     return codes, seconds
 
@@ -215,9 +233,13 @@ def editing_metrics(
     return {
         "success": float((after[:, attr] != input_pred[:, attr]).float().mean()),
         "preserved": float((after[:, others] == input_pred[:, others]).float().mean())
-        if others else 1.0,
-        "preserved_vs_reconstruction": float((after[:, others] == recon_pred[:, others])
-                                             .float().mean()) if others else 1.0,
+        if others
+        else 1.0,
+        "preserved_vs_reconstruction": float(
+            (after[:, others] == recon_pred[:, others]).float().mean()
+        )
+        if others
+        else 1.0,
     }
 
 
@@ -248,12 +270,14 @@ def evaluate(
         bundle.perceptual = net.to(bundle.device).eval().requires_grad_(False) if net else None
     if bundle.perceptual is None:
         pw = 0.0
-    metric = lpips_fn if lpips_fn is not None else (find_lpips(bundle.device) if cfg.lpips
-                                                    else None)
+    metric = (
+        lpips_fn if lpips_fn is not None else (find_lpips(bundle.device) if cfg.lpips else None)
+    )
 
     data = cfg.data or cinfo.get("data", {}).get("renderer") or DEFAULT_DATA
-    raw, raw_labels, rnames = render_faces(data, eval_seed(cfg.seed), 0, cfg.n,
-                                           bundle.resolution, cfg.workers)
+    raw, raw_labels, rnames = render_faces(
+        data, eval_seed(cfg.seed), 0, cfg.n, bundle.resolution, cfg.workers
+    )
     if tuple(rnames) != names:
         raise ValueError(f"renderer attributes {rnames} differ from the classifier's {names}")
     images, labels = to_float_images(raw), torch.from_numpy(raw_labels)
@@ -268,11 +292,14 @@ def evaluate(
         )
         recon[m]["seconds"] = round(seconds[m], 2)
 
-    editing, edits = _evaluate_edits(model_dir, bundle, classifier, cfg, codes, input_pred,
-                                     recon_pred)
+    editing, edits = _evaluate_edits(
+        model_dir, bundle, classifier, cfg, codes, input_pred, recon_pred
+    )
     summary = {
-        m: {k: float(np.mean([editing[a][m][k] for a in editing])) if editing else None
-            for k in ("success", "preserved", "preserved_vs_reconstruction")}
+        m: {
+            k: float(np.mean([editing[a][m][k] for a in editing])) if editing else None
+            for k in ("success", "preserved", "preserved_vs_reconstruction")
+        }
         for m in METHODS
     }
     accuracy = (input_pred == labels.bool()).float().mean(0)
@@ -335,8 +362,18 @@ def _evaluate_edits(
         edits[attr] = {"layers": layers, "distance": float(distance)}
         a = names.index(attr)
         editing[attr] = {
-            m: editing_metrics(bundle, classifier, codes[m], input_pred, recon_pred[m], a,
-                               direction, layers, float(distance), cfg.batch_size)
+            m: editing_metrics(
+                bundle,
+                classifier,
+                codes[m],
+                input_pred,
+                recon_pred[m],
+                a,
+                direction,
+                layers,
+                float(distance),
+                cfg.batch_size,
+            )
             for m in METHODS
         }
     return editing, edits
@@ -370,19 +407,23 @@ def format_table(result: dict[str, Any]) -> str:
             f"{r['attribute_accuracy']:>8.3f} {r['domain_distance']:>8.4f} {r['seconds']:>7.1f}"
         )
     if result["editing"]:
-        lines += ["", "editing: success / preserved (other attributes vs the input)",
-                  f"{'attribute':<12} {'layers':>7} {'dist':>6} "
-                  + " ".join(f"{m:>17}" for m in METHODS)]
+        lines += [
+            "",
+            "editing: success / preserved (other attributes vs the input)",
+            f"{'attribute':<12} {'layers':>7} {'dist':>6} " + " ".join(f"{m:>17}" for m in METHODS),
+        ]
         for attr, row in result["editing"].items():
             e = cfg["edits"][attr]
-            cells = " ".join(f"{row[m]['success']:>8.2f} / {row[m]['preserved']:.2f}"
-                             for m in METHODS)
-            lines.append(f"{attr:<12} {_layers_text(e['layers']):>7} {e['distance']:>6.2f} "
-                         f"{cells}")
+            cells = " ".join(
+                f"{row[m]['success']:>8.2f} / {row[m]['preserved']:.2f}" for m in METHODS
+            )
+            lines.append(f"{attr:<12} {_layers_text(e['layers']):>7} {e['distance']:>6.2f} {cells}")
         s = result["editing_summary"]
         cells = " ".join(f"{s[m]['success']:>8.2f} / {s[m]['preserved']:.2f}" for m in METHODS)
         lines.append(f"{'mean':<12} {'':>7} {'':>6} {cells}")
     acc = result["classifier"]["accuracy_on_inputs"]
-    lines += ["", "classifier accuracy on the inputs: "
-              + ", ".join(f"{a} {v:.2f}" for a, v in acc.items())]
+    lines += [
+        "",
+        "classifier accuracy on the inputs: " + ", ".join(f"{a} {v:.2f}" for a, v in acc.items()),
+    ]
     return "\n".join(lines)

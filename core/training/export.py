@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from idinvert.core.modeldir import ImageConfig, ModelBundle, ModelConfig, save_model_dir
 from idinvert.core.models.perceptual import TORCHVISION_OUTPUT_SCALE, PerceptualConfig
 from idinvert.core.training import gan
@@ -147,9 +148,13 @@ def build_model_dir(
             "train_seconds": round(float(info["elapsed_sec"]), 1),
             "perceptual_term": enc_cfg.get("perceptual"),
         },
-        "data": {"renderer": enc_cfg.get("data") or gan_cfg.get("data"),
-                 "train_seed": gan_cfg.get("seed"), "synthetic": True},
-        "perceptual": "external torchvision VGG16 (not stored)" if perceptual == "external"
+        "data": {
+            "renderer": enc_cfg.get("data") or gan_cfg.get("data"),
+            "train_seed": gan_cfg.get("seed"),
+            "synthetic": True,
+        },
+        "perceptual": "external torchvision VGG16 (not stored)"
+        if perceptual == "external"
         else None,
     }
     config = ModelConfig(
@@ -159,15 +164,23 @@ def build_model_dir(
         perceptual=external_perceptual_config() if perceptual == "external" else None,
         image=ImageConfig(G.config.resolution),
         provenance=provenance,
-        description=description or (
+        description=description
+        or (
             f"idinvert's own {G.config.resolution} px model of procedurally rendered cartoon "
             "faces (trained from scratch on CPU): generator, domain-guided encoder, attribute "
             "boundaries"
         ),
     )
     bundle = ModelBundle(config, G, E, None, None)
-    card_ctx = {"gan_cfg": gan_cfg, "enc_cfg": enc_cfg, "info": info, "gan_dir": gan_dir,
-                "eval": eval_result, "extras": extras_dir, "perceptual": perceptual}
+    card_ctx = {
+        "gan_cfg": gan_cfg,
+        "enc_cfg": enc_cfg,
+        "info": info,
+        "gan_dir": gan_dir,
+        "eval": eval_result,
+        "extras": extras_dir,
+        "perceptual": perceptual,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     stage_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.export.", dir=out.parent))
     try:
@@ -219,8 +232,10 @@ def _hours(seconds: float | None) -> str:
 
 def _metrics_section(ev: dict[str, Any] | None) -> list[str]:
     if not ev:
-        return ["Not evaluated yet: run `idinvert eval --model DIR --json eval.json` and "
-                "re-export with `--eval eval.json`."]
+        return [
+            "Not evaluated yet: run `idinvert eval --model DIR --json eval.json` and "
+            "re-export with `--eval eval.json`."
+        ]
     from idinvert.core.training.evaluate import METHODS, format_table
 
     c = ev["config"]
@@ -236,8 +251,10 @@ def _metrics_section(ev: dict[str, Any] | None) -> list[str]:
         lpips = "n/a" if r.get("lpips") is None else f"{r['lpips']:.3f}"
         succ = "n/a" if s.get("success") is None else f"{s['success']:.2f}"
         pres = "n/a" if s.get("preserved") is None else f"{s['preserved']:.2f}"
-        lines.append(f"| {m} | {r['mse']:.4f} | {lpips} | {r['attribute_preservation']:.3f} "
-                     f"| {succ} | {pres} |")
+        lines.append(
+            f"| {m} | {r['mse']:.4f} | {lpips} | {r['attribute_preservation']:.3f} "
+            f"| {succ} | {pres} |"
+        )
     lines += ["", "```", format_table(ev), "```"]
     return lines
 
@@ -249,10 +266,16 @@ def model_card(
     g, e = config.generator, config.encoder
     gan_cfg, enc_cfg, info = ctx["gan_cfg"], ctx["enc_cfg"], ctx["info"]
     prov = config.provenance
-    clf = json.loads((model_dir / CLASSIFIER_JSON).read_text()) \
-        if (model_dir / CLASSIFIER_JSON).is_file() else None
-    report = json.loads((model_dir / REPORT_FILE).read_text()) \
-        if (model_dir / REPORT_FILE).is_file() else None
+    clf = (
+        json.loads((model_dir / CLASSIFIER_JSON).read_text())
+        if (model_dir / CLASSIFIER_JSON).is_file()
+        else None
+    )
+    report = (
+        json.loads((model_dir / REPORT_FILE).read_text())
+        if (model_dir / REPORT_FILE).is_file()
+        else None
+    )
     lines = [
         f"# {config.name}: idinvert's bundled synthetic-face model",
         "",
@@ -291,13 +314,19 @@ def model_card(
         f"{enc_cfg.get('beta2')}), lr {enc_cfg.get('lr'):.3g}·0.8^(kimg/"
         f"{enc_cfg.get('decay_kimg'):g}), batch {enc_cfg.get('batch_size')}, mirror "
         f"augmentation, {round(info['nimg'] / 1000, 1)} kimg of real renders"
-        + (f", latent warm-up weight {enc_cfg.get('latent_weight')}"
-           if enc_cfg.get("latent_weight") else "") + ".",
-        "* **Perceptual network**: " + (
+        + (
+            f", latent warm-up weight {enc_cfg.get('latent_weight')}"
+            if enc_cfg.get("latent_weight")
+            else ""
+        )
+        + ".",
+        "* **Perceptual network**: "
+        + (
             "torchvision's ImageNet VGG16 to ReLU(conv4_3) with output scale "
             f"{TORCHVISION_OUTPUT_SCALE:.2f}; *not stored here* (≈ 15 MB fp16) — idinvert "
             "resolves it at load time (`idinvert.hub.vgg_weights`)."
-            if ctx["perceptual"] == "external" else "none (invert with `--perceptual-weight 0`)."
+            if ctx["perceptual"] == "external"
+            else "none (invert with `--perceptual-weight 0`)."
         ),
     ]
     if clf:
@@ -305,7 +334,8 @@ def model_card(
         lines.append(
             "* **Attribute classifier** (`classifier.safetensors`): small CNN trained on "
             f"{clf['training']['num_train']} labelled renders; held-out accuracy "
-            + ", ".join(f"{a} {v:.2f}" for a, v in acc.items()) + "."
+            + ", ".join(f"{a} {v:.2f}" for a, v in acc.items())
+            + "."
         )
     if report:
         attrs = report.get("attributes", {})
@@ -314,8 +344,10 @@ def model_card(
             f"{report['config']['num_samples']} W+ samples (ψ = 1), top/bottom "
             f"{report['config']['ratio']:g} by classifier logit, logistic regression; default "
             "layers chosen by measured edit success × preservation: "
-            + ", ".join(f"{a} {v['layers']} (distance {v['distance']:.2f})"
-                        for a, v in attrs.items()) + "."
+            + ", ".join(
+                f"{a} {v['layers']} (distance {v['distance']:.2f})" for a, v in attrs.items()
+            )
+            + "."
         )
     lines += [
         "",

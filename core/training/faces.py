@@ -627,8 +627,9 @@ def _draw_hair_cap(c: _Canvas, p: FaceParams) -> None:
     crown_u, crown_v = 0.3 * p.hair_part, -p.head_aspect - 0.4 * g["top"]
     ends_u, ends_v = u[n_out + 2 : -2 : 3], v[n_out + 2 : -2 : 3]
     su = np.stack([np.full_like(ends_u, crown_u), 0.54 * (crown_u + ends_u), ends_u], axis=1)
-    sv = np.stack([np.full_like(ends_v, crown_v), 0.5 * (crown_v + ends_v) - 0.05, ends_v - 0.04],
-                  axis=1)
+    sv = np.stack(
+        [np.full_like(ends_v, crown_v), 0.5 * (crown_v + ends_v) - 0.05, ends_v - 0.04], axis=1
+    )
     pts = c.f.xy(su, sv, 0.0)  # one call for all strands: 6 numbers per strand
     dark, light = _clip01(_scale(hair, 0.72)), _clip01(_scale(hair, 1.2))
     for k in range(len(ends_u)):
@@ -676,8 +677,10 @@ def _draw_eyes(c: _Canvas, p: FaceParams) -> None:
             continue
         aperture = min(1.0, 0.55 + 0.3 * excess) * smile_squint
         u, upper, lower = _eye_curves(p, s, aperture)
-        c.poly(f.xy(np.concatenate([u, u[::-1]]), np.concatenate([upper, lower[::-1]])),
-               (0.96, 0.95, 0.92))
+        c.poly(
+            f.xy(np.concatenate([u, u[::-1]]), np.concatenate([upper, lower[::-1]])),
+            (0.96, 0.95, 0.92),
+        )
         ri = ew * 0.52
         travel = ew - ri
         yaw_gaze = 0.6 * math.sin(_yaw(p)) / _MAX_YAW
@@ -688,8 +691,11 @@ def _draw_eyes(c: _Canvas, p: FaceParams) -> None:
         hu, hv = iu + 0.35 * ri * p.light_x, iv - 0.35 * ri * (1.0 - p.light_y) * 0.5
         c.poly(f.xy(*_clamped_disc(hu, hv, ri * 0.22, u, upper, lower)), (1.0, 1.0, 1.0), 0.9)
         c.line(f.xy(u, upper), lid, 0.045)
-        c.line(f.xy(u[-5:] if s > 0 else u[:5], (upper[-5:] if s > 0 else upper[:5]) - 0.01),
-               lid, 0.035)
+        c.line(
+            f.xy(u[-5:] if s > 0 else u[:5], (upper[-5:] if s > 0 else upper[:5]) - 0.01),
+            lid,
+            0.035,
+        )
         c.line(f.xy(u[2:-2], lower[2:-2]), _scale(skin_rgb(p), 0.6), 0.02, 0.6)
 
 
@@ -743,11 +749,15 @@ def _draw_mouth(c: _Canvas, p: FaceParams) -> None:
         opening = 0.1 + 0.14 * math.tanh(0.9 * p.smile + 0.2)
         upper = p.mouth_v - lift - 0.01 * (1.0 - x**2)
         lower = upper + opening * (1.0 - x**2) ** 0.9
-        c.poly(f.xy(np.concatenate([u, u[::-1]]), np.concatenate([upper, lower[::-1]]), dz=0.05),
-               (0.36, 0.08, 0.10))
+        c.poly(
+            f.xy(np.concatenate([u, u[::-1]]), np.concatenate([upper, lower[::-1]]), dz=0.05),
+            (0.36, 0.08, 0.10),
+        )
         teeth = upper + np.minimum(0.45 * (lower - upper), 0.07)
-        c.poly(f.xy(np.concatenate([u, u[::-1]]), np.concatenate([upper, teeth[::-1]]), dz=0.05),
-               (0.95, 0.93, 0.88))
+        c.poly(
+            f.xy(np.concatenate([u, u[::-1]]), np.concatenate([upper, teeth[::-1]]), dz=0.05),
+            (0.95, 0.93, 0.88),
+        )
         c.line(f.xy(u, upper - 0.01, dz=0.05), lip, 0.035)
         c.line(f.xy(u[1:-1], lower[1:-1] + 0.015, dz=0.05), lip, 0.045)
         return
@@ -771,8 +781,9 @@ def _draw_beard(c: _Canvas, p: FaceParams) -> None:
     ou, ov, oz = ou[order], ov[order], oz[order]
     tip = p.nose_tip_v
     iu = np.array([-0.95, -0.72, -0.45, -0.14, 0.0, 0.14, 0.45, 0.72, 0.95])
-    iv = np.array([0.12, 0.42, tip + 0.14, tip + 0.09, tip + 0.1, tip + 0.09, tip + 0.14,
-                   0.42, 0.12])
+    iv = np.array(
+        [0.12, 0.42, tip + 0.14, tip + 0.09, tip + 0.1, tip + 0.09, tip + 0.14, 0.42, 0.12]
+    )
     iz = c.f.depth(iu, iv)
     pts = c.f.xy(np.concatenate([ou, iu]), np.concatenate([ov, iv]), np.concatenate([oz, iz]))
     c.poly(pts, _scale(hair_rgb(p), 0.9), alpha)
@@ -826,8 +837,9 @@ def _draw_glasses(c: _Canvas, p: FaceParams) -> None:
             c.poly(pts, (0.05, 0.05, 0.08), tint)
         else:
             glint_u = cu + ru * np.array([-0.5, 0.1])
-            c.line(f.xy(glint_u, cv + rv * np.array([0.4, -0.5]), dz=0.1), (1.0, 1.0, 1.0), 0.03,
-                   0.3)
+            c.line(
+                f.xy(glint_u, cv + rv * np.array([0.4, -0.5]), dz=0.1), (1.0, 1.0, 1.0), 0.03, 0.3
+            )
         c.line(pts + pts[:2], col, width)
         tu = s * np.array([p.eye_spacing + ru, 0.98])
         c.line(f.xy(tu, np.array([cv - 0.3 * rv, cv - 0.05]), dz=0.05), col, width)
@@ -964,9 +976,7 @@ def render_face_array(
     return np.clip((out + noise) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def render_face(
-    params: FaceParams, resolution: int, supersample: int | None = None
-) -> Image.Image:
+def render_face(params: FaceParams, resolution: int, supersample: int | None = None) -> Image.Image:
     """Render one face as an RGB ``resolution`` x ``resolution`` PIL image.
 
     Shapes are drawn at ``supersample`` (default :func:`default_supersample`) times the size

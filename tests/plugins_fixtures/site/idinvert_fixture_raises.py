@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from idinvert_fixture_good import OPERATION
+
 from idinvert.core.edit import EditOperation
 from idinvert.core.hookspecs import hookimpl
-from idinvert_fixture_good import OPERATION
 
 
 @hookimpl

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from idinvert.core.edit import (
     EditContext,
     EditInputs,
@@ -29,7 +30,6 @@ from idinvert.core.edit import (
 )
 from idinvert.core.editing import manipulate
 from idinvert.core.hookspecs import hookimpl
-
 from idinvert_sefa.factorize import closed_form_factorization, style_weights
 
 if TYPE_CHECKING:
@@ -165,6 +165,7 @@ def sefa_boundaries(
     so 'idinvert edit manipulate --boundary OUT/sefa_00.safetensors' follows it.
     """
     import click
+
     from idinvert.core.api import load_model
     from idinvert.core.boundaries import Boundary, parse_layers, save_boundary
     from idinvert.core.outputs import staged_output
@@ -190,6 +191,7 @@ def sefa_boundaries(
 def register_commands(cli: click.Group) -> None:
     """Add ``idinvert sefa-boundaries`` (cheap: nothing heavy is imported until it runs)."""
     import click
+
     from idinvert.core.edit_cli import common_options
 
     model, out, device, _batch = common_options()
