@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+
 from idinvert.core.modeldir import (
     ImageConfig,
     ModelBundle,

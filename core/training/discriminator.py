@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from idinvert.core.models.layers import LEAKY_SLOPE, DenseBlock
 from torch import nn
+
+from idinvert.core.models.layers import LEAKY_SLOPE, DenseBlock
 
 SQRT2 = math.sqrt(2.0)
 

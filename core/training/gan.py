@@ -63,6 +63,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
 from idinvert.core.models.generator import (
     ConstBlock,
     ConvBlock,
@@ -78,8 +81,6 @@ from idinvert.core.training.discriminator import (
     DiscriminatorConfig,
     EqualConv2d,
 )
-from torch import nn
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 DEFAULT_DATA = "idinvert.core.training.faces:iter_faces"
 CHECKPOINT_FILE = "checkpoint.pt"
