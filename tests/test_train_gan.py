@@ -70,10 +70,24 @@ def stand_in_faces(
 def tiny_config(**overrides: object) -> GanTrainConfig:
     """A 16 px config that trains a step in a few milliseconds."""
     base = dict(
-        resolution=16, z_dim=16, w_dim=16, mapping_layers=2, mapping_hidden_dim=16,
-        fmaps_base=128, fmaps_max=16, batch_size=4, total_kimg=0.016, r1_interval=2,
-        num_workers=0, threads=1, log_every=1, sample_every=2, grid_size=2, progress=False,
-        checkpoint_minutes=1000.0, data=FACES if HAVE_FACES else STAND_IN,
+        resolution=16,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=2,
+        mapping_hidden_dim=16,
+        fmaps_base=128,
+        fmaps_max=16,
+        batch_size=4,
+        total_kimg=0.016,
+        r1_interval=2,
+        num_workers=0,
+        threads=1,
+        log_every=1,
+        sample_every=2,
+        grid_size=2,
+        progress=False,
+        checkpoint_minutes=1000.0,
+        data=FACES if HAVE_FACES else STAND_IN,
     )
     base.update(overrides)
     return GanTrainConfig(**base)
@@ -254,7 +268,10 @@ def test_export_roundtrip_through_model_dir(tmp_path: Path) -> None:
 
     enc_cfg = EncoderConfig(resolution=16, w_dim=cfg.w_dim, channels_base=8, channels_max=16)
     model_cfg = ModelConfig(
-        name="tiny-test", generator=G.config, encoder=enc_cfg, perceptual=None,
+        name="tiny-test",
+        generator=G.config,
+        encoder=enc_cfg,
+        perceptual=None,
         image=ImageConfig(resolution=16),
     )
     bundle = ModelBundle(model_cfg, G, Encoder(enc_cfg).eval())
@@ -273,17 +290,42 @@ def test_export_roundtrip_through_model_dir(tmp_path: Path) -> None:
 def test_cli_train_resume_and_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     args = [
-        "gan", "--out", str(tmp_path), "--resolution", "16", "--z-dim", "16", "--w-dim", "16",
-        "--mapping-layers", "2", "--mapping-hidden", "16", "--fmaps-base", "128",
-        "--fmaps-max", "16", "--batch-size", "4", "--threads", "1", "--workers", "0",
-        "--grid", "2", "--no-progress", "--data", FACES if HAVE_FACES else STAND_IN,
+        "gan",
+        "--out",
+        str(tmp_path),
+        "--resolution",
+        "16",
+        "--z-dim",
+        "16",
+        "--w-dim",
+        "16",
+        "--mapping-layers",
+        "2",
+        "--mapping-hidden",
+        "16",
+        "--fmaps-base",
+        "128",
+        "--fmaps-max",
+        "16",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--workers",
+        "0",
+        "--grid",
+        "2",
+        "--no-progress",
+        "--data",
+        FACES if HAVE_FACES else STAND_IN,
     ]
     res = runner.invoke(train_group, [*args, "--kimg", "0.008"])
     assert res.exit_code == 0, res.output
     assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 2
     # Resume needs only --out (settings come from the checkpoint); extend to 3 steps.
-    res = runner.invoke(train_group, ["gan", "--out", str(tmp_path), "--kimg", "0.012",
-                                      "--workers", "0"])
+    res = runner.invoke(
+        train_group, ["gan", "--out", str(tmp_path), "--kimg", "0.012", "--workers", "0"]
+    )
     assert res.exit_code == 0, res.output
     assert "resuming" in res.output
     assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 3
@@ -344,12 +386,39 @@ def test_ddp_torchrun_cli_and_resume(tmp_path: Path) -> None:
     if not torchrun.exists():
         pytest.skip("torchrun not installed")
     common = [
-        str(torchrun), "--standalone", "--nproc_per_node=2", "-m",
-        "idinvert.core.training.train_cli", "gan", "--out", str(tmp_path),
-        "--resolution", "32", "--z-dim", "32", "--w-dim", "32", "--mapping-layers", "2",
-        "--mapping-hidden", "32", "--fmaps-base", "256", "--fmaps-max", "32",
-        "--batch-size", "8", "--threads", "1", "--workers", "0", "--no-progress",
-        "--data", FACES if HAVE_FACES else STAND_IN, "--sample-every", "10",
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "idinvert.core.training.train_cli",
+        "gan",
+        "--out",
+        str(tmp_path),
+        "--resolution",
+        "32",
+        "--z-dim",
+        "32",
+        "--w-dim",
+        "32",
+        "--mapping-layers",
+        "2",
+        "--mapping-hidden",
+        "32",
+        "--fmaps-base",
+        "256",
+        "--fmaps-max",
+        "32",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--data",
+        FACES if HAVE_FACES else STAND_IN,
+        "--sample-every",
+        "10",
     ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     subprocess.run([*common, "--kimg", "0.16"], check=True, env=env, timeout=600)

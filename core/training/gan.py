@@ -183,8 +183,18 @@ class GanTrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        positive = ("batch_size", "r1_interval", "threads", "sample_every", "log_every",
-                    "grid_size", "mbstd_group", "z_dim", "w_dim", "mapping_layers")
+        positive = (
+            "batch_size",
+            "r1_interval",
+            "threads",
+            "sample_every",
+            "log_every",
+            "grid_size",
+            "mbstd_group",
+            "z_dim",
+            "w_dim",
+            "mapping_layers",
+        )
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -201,8 +211,17 @@ class GanTrainConfig:
 
     # Fields that may differ between a checkpoint and the resuming command.
     RUNTIME_FIELDS = frozenset(
-        {"total_kimg", "threads", "num_workers", "checkpoint_minutes", "max_minutes",
-         "sample_every", "log_every", "grid_size", "progress"}
+        {
+            "total_kimg",
+            "threads",
+            "num_workers",
+            "checkpoint_minutes",
+            "max_minutes",
+            "sample_every",
+            "log_every",
+            "grid_size",
+            "progress",
+        }
     )
 
     def generator_config(self) -> GeneratorConfig:
@@ -364,9 +383,7 @@ def style_mix(
     return wp, cutoff
 
 
-def sample_wp(
-    G: Generator, batch: int, mixing_prob: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_wp(G: Generator, batch: int, mixing_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw z's, map them and style-mix: ``(wp [B, L, D], w1_mean [D])``.
 
     ``w1_mean`` is the mean of the unmixed first mapping output over samples and layers (the
@@ -569,8 +586,10 @@ class FaceBatches(IterableDataset):
         images = [img for img, _ in fn(self.seed, start, self.batch, self.resolution)]
         batch = np.stack(images)
         if batch.shape != (self.batch, self.resolution, self.resolution, 3):
-            raise ValueError(f"renderer returned images of shape {batch.shape[1:]}, expected "
-                             f"({self.resolution}, {self.resolution}, 3)")
+            raise ValueError(
+                f"renderer returned images of shape {batch.shape[1:]}, expected "
+                f"({self.resolution}, {self.resolution}, 3)"
+            )
         if self.mirror:
             flip = np.random.default_rng([self.seed, start, 7]).random(self.batch) < 0.5
             batch[flip] = batch[flip, :, ::-1]
@@ -644,9 +663,7 @@ def render_samples(
     G: Generator, z: torch.Tensor, chunk: int = 32, psi: float = 1.0
 ) -> torch.Tensor:
     """``z [N, z_dim]`` → images ``[N, 3, R, R]`` with fixed noise and truncation ``psi``."""
-    out = [
-        G.synthesis(G.z_to_wp(zc, psi=psi), randomize_noise=False) for zc in z.split(chunk)
-    ]
+    out = [G.synthesis(G.z_to_wp(zc, psi=psi), randomize_noise=False) for zc in z.split(chunk)]
     return torch.cat(out)
 
 
@@ -870,9 +887,7 @@ def _prepare_run_dir(run_dir: Path, cfg: GanTrainConfig, fresh: bool) -> None:
     (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
-def train_gan(
-    cfg: GanTrainConfig, run_dir: str | Path, resume: bool = True
-) -> dict[str, Any]:
+def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = True) -> dict[str, Any]:
     """Train (or resume training) a GAN into ``run_dir`` until ``cfg.total_kimg``.
 
     Resuming (``resume=True`` and ``run_dir/checkpoint.pt`` exists) restores networks,
@@ -959,16 +974,24 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
     state = TrainState(G, G_ema, D, opt_G, opt_D)
     if ckpt is not None:
         _restore(state, ckpt)
-    ctx.broadcast_([*G.parameters(), *G.buffers(), *G_ema.parameters(), *G_ema.buffers(),
-                    *D.parameters()])
+    ctx.broadcast_(
+        [*G.parameters(), *G.buffers(), *G_ema.parameters(), *G_ema.buffers(), *D.parameters()]
+    )
     G.train()
     D.train()
 
     per_rank = cfg.batch_size // ctx.world
     total_steps = cfg.total_steps()
     dataset = FaceBatches(
-        cfg.data, cfg.seed, cfg.resolution, per_rank, state.nimg, ctx.rank, ctx.world,
-        num_steps=max(total_steps - state.step, 0), mirror=cfg.mirror,
+        cfg.data,
+        cfg.seed,
+        cfg.resolution,
+        per_rank,
+        state.nimg,
+        ctx.rank,
+        ctx.world,
+        num_steps=max(total_steps - state.step, 0),
+        mirror=cfg.mirror,
     )
     batches = iter(make_loader(dataset, cfg.num_workers))
 
@@ -985,8 +1008,9 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
     return _loop(state, cfg, ctx, run_dir, batches, total_steps, grid_z)
 
 
-def _write_grid(G_ema: Generator, z: torch.Tensor, run_dir: Path, step: int,
-                cfg: GanTrainConfig) -> Path:
+def _write_grid(
+    G_ema: Generator, z: torch.Tensor, run_dir: Path, step: int, cfg: GanTrainConfig
+) -> Path:
     path = run_dir / SAMPLES_DIR / f"grid_{step:06d}.png"
     save_image(images_to_grid(render_samples(G_ema, z), cfg.grid_size), path)
     return path
@@ -1005,8 +1029,12 @@ def _loop(
 
     is_tty = sys.stderr.isatty()
     bar = tqdm(
-        total=total_steps, initial=state.step, unit="step", dynamic_ncols=True,
-        disable=not (ctx.is_main and cfg.progress), mininterval=1.0 if is_tty else 30.0,
+        total=total_steps,
+        initial=state.step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (ctx.is_main and cfg.progress),
+        mininterval=1.0 if is_tty else 30.0,
     )
     window = _Window()
     last: dict[str, Any] = {}
@@ -1050,12 +1078,23 @@ def _loop(
                 stopped = True
                 break
     bar.close()
-    return {"step": state.step, "nimg": state.nimg, "kimg": state.nimg / 1000,
-            "stopped": stopped, "last": last, "run_dir": str(run_dir), "state": state}
+    return {
+        "step": state.step,
+        "nimg": state.nimg,
+        "kimg": state.nimg / 1000,
+        "stopped": stopped,
+        "last": last,
+        "run_dir": str(run_dir),
+        "state": state,
+    }
 
 
 def _log(
-    state: TrainState, cfg: GanTrainConfig, ctx: DistContext, run_dir: Path, window: _Window,
+    state: TrainState,
+    cfg: GanTrainConfig,
+    ctx: DistContext,
+    run_dir: Path,
+    window: _Window,
     bar: Any,
 ) -> dict[str, Any]:
     means = window.means(ctx)
@@ -1078,8 +1117,11 @@ def _log(
         with open(run_dir / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         bar.set_postfix(
-            kimg=f"{record['kimg']:.1f}", D=f"{means['loss_D']:.3f}", G=f"{means['loss_G']:.3f}",
-            ips=f"{record['images_per_sec']:.0f}", refresh=False,
+            kimg=f"{record['kimg']:.1f}",
+            D=f"{means['loss_D']:.3f}",
+            G=f"{means['loss_G']:.3f}",
+            ips=f"{record['images_per_sec']:.0f}",
+            refresh=False,
         )
     window.reset()
     return record

@@ -64,26 +64,47 @@ def _fp16_mib(numel: int) -> float:
 
 
 @train_group.command("gan")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (checkpoint.pt, log.jsonl, samples/).")
-@click.option("--resume/--no-resume", default=True, show_default=True,
-              help="Continue from RUN_DIR/checkpoint.pt if it exists (its settings are reused; "
-                   "options given here override the runtime ones). --no-resume starts over and "
-                   "replaces the checkpoint, log and grids.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory (checkpoint.pt, log.jsonl, samples/).",
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue from RUN_DIR/checkpoint.pt if it exists (its settings are reused; "
+    "options given here override the runtime ones). --no-resume starts over and "
+    "replaces the checkpoint, log and grids.",
+)
 @click.option("--resolution", type=int, default=None, help="Image size (default 64).")
 @click.option("--kimg", type=float, default=None, help="Train until this many thousand images.")
 @click.option("--batch-size", type=int, default=None, help="Global batch size (default 32).")
 @click.option("--seed", type=int, default=None, help="Seed of init, latents and data stream.")
-@click.option("--threads", type=int, default=None,
-              help="torch threads per process (default 2; use 1 per rank under torchrun).")
-@click.option("--workers", type=int, default=None,
-              help="Face-rendering worker processes per rank (0 = in-process; default 1).")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="torch threads per process (default 2; use 1 per rank under torchrun).",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Face-rendering worker processes per rank (0 = in-process; default 1).",
+)
 @click.option("--z-dim", type=int, default=None)
 @click.option("--w-dim", type=int, default=None)
 @click.option("--mapping-layers", type=int, default=None)
 @click.option("--mapping-hidden", type=int, default=None)
-@click.option("--fmaps-base", type=int, default=None,
-              help="G channels at resolution r: min(fmaps_base // r, fmaps_max).")
+@click.option(
+    "--fmaps-base",
+    type=int,
+    default=None,
+    help="G channels at resolution r: min(fmaps_base // r, fmaps_max).",
+)
 @click.option("--fmaps-max", type=int, default=None)
 @click.option("--d-fmaps-base", type=int, default=None, help="D channel numerator (default 1024).")
 @click.option("--d-fmaps-max", type=int, default=None)
@@ -94,18 +115,31 @@ def _fp16_mib(numel: int) -> float:
 @click.option("--style-mixing", type=float, default=None, help="Style-mixing probability.")
 @click.option("--mirror/--no-mirror", default=None, help="Random horizontal flips of reals.")
 @click.option("--channels-last/--no-channels-last", default=None)
-@click.option("--data", type=str, default=None,
-              help="Renderer as module:function (default idinvert.core.training.faces:iter_faces).")
-@click.option("--checkpoint-minutes", type=float, default=None,
-              help="Checkpoint at least this often (default 10).")
-@click.option("--max-minutes", type=float, default=None,
-              help="Stop with a checkpoint after this many minutes (resume later).")
+@click.option(
+    "--data",
+    type=str,
+    default=None,
+    help="Renderer as module:function (default idinvert.core.training.faces:iter_faces).",
+)
+@click.option(
+    "--checkpoint-minutes",
+    type=float,
+    default=None,
+    help="Checkpoint at least this often (default 10).",
+)
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=None,
+    help="Stop with a checkpoint after this many minutes (resume later).",
+)
 @click.option("--sample-every", type=int, default=None, help="Sample grid every N steps.")
 @click.option("--log-every", type=int, default=None, help="log.jsonl line every N steps.")
 @click.option("--grid", type=int, default=None, help="Sample grid side (images).")
 @click.option("--progress/--no-progress", default=None, help="tqdm progress bar.")
-@click.option("--dry-run", is_flag=True,
-              help="Print the resolved configuration and network sizes, then exit.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the resolved configuration and network sizes, then exit."
+)
 def gan_command(out: Path, resume: bool, dry_run: bool, **options: Any) -> None:
     """Train the StyleGAN generator on procedural faces (resumable; Ctrl-C saves and stops)."""
     from idinvert.core.training.gan import (
@@ -128,16 +162,22 @@ def gan_command(out: Path, resume: bool, dry_run: bool, **options: Any) -> None:
         return
     if main:
         what = "resuming" if base is not None else "starting"
-        click.echo(f"{what} GAN training in {out} ({cfg.resolution} px, {cfg.total_kimg:g} kimg, "
-                   f"batch {cfg.batch_size})", err=True)
+        click.echo(
+            f"{what} GAN training in {out} ({cfg.resolution} px, {cfg.total_kimg:g} kimg, "
+            f"batch {cfg.batch_size})",
+            err=True,
+        )
     try:
         result = train_gan(cfg, out, resume=resume)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     if main:
         state = "stopped (checkpoint saved)" if result["stopped"] else "done"
-        click.echo(f"{state}: step {result['step']}, {result['kimg']:.1f} kimg, "
-                   f"checkpoint {out / CHECKPOINT_FILE}", err=True)
+        click.echo(
+            f"{state}: step {result['step']}, {result['kimg']:.1f} kimg, "
+            f"checkpoint {out / CHECKPOINT_FILE}",
+            err=True,
+        )
 
 
 def _print_sizes(cfg: Any) -> None:
