@@ -132,6 +132,7 @@ def build_model_dir(
     enc_cfg = info["config"]
     gan_cfg = gan_info.get("config", {})
     provenance = {
+        "dataset": "idinvert-synthetic-faces",
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "generator": {
             "trainer": "idinvert train gan (StyleGAN, per-layer W+ mapping), EMA weights",
