@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from cli_helpers import run_cli
+from PIL import Image
 
 BUNDLED = Path(__file__).resolve().parents[1] / "hub" / "bundled" / "faces64"
 pytestmark = pytest.mark.skipif(
