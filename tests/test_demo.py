@@ -193,3 +193,48 @@ def test_non_face_photo_with_alignment_is_a_clear_error(server):
             True,
             api_name="/invert",
         )
+
+
+def test_broken_plugins_show_a_banner_and_the_rest_works(monkeypatch, demo_model_dir, tmp_path):
+    """A plugin failing at import and one raising in its hook: the app starts, names both in a
+    visible banner, and the built-in operations still run."""
+    from plugins_fixtures import SITE, purge_fixture_modules
+
+    from idinvert.core import plugins
+    from idinvert.demo.app import build_demo, launch_kwargs
+    from idinvert.demo.service import DemoLimits
+
+    monkeypatch.syspath_prepend(str(SITE))
+    monkeypatch.setenv(plugins.ALLOW_ENV, "fixture-broken-import,fixture-raises,fixture-good")
+    purge_fixture_modules()
+    plugins.reset_plugins()
+    try:
+        blocks = build_demo(
+            str(demo_model_dir), "cpu", DemoLimits(max_steps=5, default_steps=1), examples=[]
+        )
+        port = free_port()
+        blocks.launch(
+            server_name="127.0.0.1",
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            **launch_kwargs(),
+        )
+        try:
+            config = blocks.get_config_file()
+            texts = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
+            assert "Some plugins failed to load" in texts
+            assert "fixture-broken-import" in texts and "fixture-raises" in texts
+            c = _client(f"http://127.0.0.1:{port}/")
+            api = c.view_api(return_format="dict")["named_endpoints"]
+            assert "/edit_scale_codes" in api and "/edit_interpolate" in api
+            c.predict(1, api_name="/sample")
+            gallery, _anim, codes = c.predict(
+                "smile", [], -1, 1, 2, False, api_name="/edit_manipulate"
+            )
+            assert len(gallery) == 2
+        finally:
+            blocks.close()
+    finally:
+        plugins.reset_plugins()
+        purge_fixture_modules()
