@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import click
+
+from idinvert.core.training.cli_options import (
+    base_config,
+    channels_last_option,
+    end_state,
+    explicit_fields,
+    is_main_process,
+    output_options,
+    run_dir_options,
+    run_training,
+)
 
 # CLI option name -> EncoderTrainConfig field.
 _ENCODER_FIELDS = {
@@ -46,10 +56,6 @@ _ENCODER_FIELDS = {
 }
 
 
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 @click.command("encoder")
 @click.option(
     "--gan",
@@ -59,19 +65,7 @@ def _is_main_process() -> bool:
     help="GAN run directory (G_ema and D come from its checkpoint.pt). Required for a "
     "new run; a resumed run uses the generator stored in its own checkpoint.",
 )
-@click.option(
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory (checkpoint.pt, log.jsonl, samples/).",
-)
-@click.option(
-    "--resume/--no-resume",
-    default=True,
-    show_default=True,
-    help="Continue from OUT/checkpoint.pt if it exists. --no-resume starts over.",
-)
+@run_dir_options("Continue from OUT/checkpoint.pt if it exists. --no-resume starts over.")
 @click.option(
     "--kimg", type=float, default=None, help="Train until this many thousand images (default 80)."
 )
@@ -115,7 +109,7 @@ def _is_main_process() -> bool:
 @click.option("--r1-gamma", type=float, default=None, help="R1 γ (default 10·(R/256)²).")
 @click.option("--r1-interval", type=int, default=None, help="R1 every N steps (default 1).")
 @click.option("--mirror/--no-mirror", default=None, help="Random flips (default on).")
-@click.option("--channels-last/--no-channels-last", default=None)
+@channels_last_option()
 @click.option("--data", type=str, default=None, help="Renderer module:function (default: GAN's).")
 @click.option(
     "--data-seed",
@@ -127,10 +121,7 @@ def _is_main_process() -> bool:
 @click.option("--threads", type=int, default=None, help="torch threads per process.")
 @click.option("--workers", type=int, default=None, help="Rendering processes per rank.")
 @click.option("--checkpoint-minutes", type=float, default=None)
-@click.option("--sample-every", type=int, default=None, help="Sample grid every N steps.")
-@click.option("--log-every", type=int, default=None, help="log.jsonl line every N steps.")
-@click.option("--grid", type=int, default=None, help="Sample grid: grid² input|recon pairs.")
-@click.option("--progress/--no-progress", default=None, help="tqdm progress bar.")
+@output_options(grid_help="Sample grid: grid² input|recon pairs.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and sizes.")
 def encoder_command(
     gan_run: Path | None, out: Path, resume: bool, dry_run: bool, **options: Any
@@ -143,12 +134,11 @@ def encoder_command(
         train_encoder,
     )
 
-    explicit = {_ENCODER_FIELDS[k]: v for k, v in options.items() if v is not None}
+    explicit = explicit_fields(options, _ENCODER_FIELDS)
     if gan_run is not None:
         explicit["gan_run"] = str(gan_run)
-    existing = (out / CHECKPOINT_FILE).is_file()
     try:
-        base = load_run_config(out) if resume and existing else None
+        base = base_config(out, resume, CHECKPOINT_FILE, load_run_config)
         cfg = dataclasses.replace(base or EncoderTrainConfig(), **explicit)
         if base is not None and gan_run is not None:
             cfg = dataclasses.replace(cfg, gan_run=str(gan_run.resolve()))
@@ -159,22 +149,18 @@ def encoder_command(
     if dry_run:
         _print_encoder_sizes(cfg)
         return
-    main = _is_main_process()
+    main = is_main_process()
     if main:
         what = "resuming" if base is not None else "starting"
         click.echo(
             f"{what} encoder training in {out} ({cfg.total_kimg:g} kimg, batch {cfg.batch_size})",
             err=True,
         )
-    try:
-        result = train_encoder(cfg, out, resume=resume)
-    except (ValueError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+    result = run_training(train_encoder, cfg, out, resume=resume)
     if main:
-        state = "stopped (checkpoint saved)" if result["stopped"] else "done"
         c = result["config"]
         click.echo(
-            f"{state}: step {result['step']}, {result['kimg']:.1f} kimg, perceptual "
+            f"{end_state(result)}: step {result['step']}, {result['kimg']:.1f} kimg, perceptual "
             f"term {c.perceptual}, checkpoint {out / CHECKPOINT_FILE}",
             err=True,
         )

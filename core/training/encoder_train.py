@@ -54,12 +54,10 @@ Run directory::
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +71,30 @@ from idinvert.core.models.generator import Generator, GeneratorConfig
 from idinvert.core.models.perceptual import PerceptualNet
 from idinvert.core.training import gan
 from idinvert.core.training.discriminator import Discriminator, DiscriminatorConfig
+from idinvert.core.training.distributed import DistContext
+from idinvert.core.training.runs import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,  # noqa: F401 - re-exported
+    LOG_FILE,  # noqa: F401 - re-exported
+    RUNTIME_FIELDS,
+    SAMPLES_DIR,
+    RunConfigMixin,
+    StatWindow,
+    StopFlag,
+    append_log,
+    check_finite,
+    counters_payload,
+    load_checkpoint_file,
+    prepare_run_dir,
+    progress_bar,
+    raise_if_incompatible,
+    restore_counters,
+    restore_rng,
+    resume_checkpoint,
+    save_checkpoint,
+    stored_config,
+    summary,
+)
 from idinvert.core.training.splits import (
     check_train_seed,
     render_faces,
@@ -80,10 +102,6 @@ from idinvert.core.training.splits import (
     validation_seed,
 )
 
-CHECKPOINT_FILE = "checkpoint.pt"
-CONFIG_FILE = "config.json"
-LOG_FILE = "log.jsonl"
-SAMPLES_DIR = "samples"
 CHECKPOINT_FORMAT = "idinvert-encoder-checkpoint"
 CHECKPOINT_VERSION = 1
 PAPER_BATCH = 128
@@ -97,7 +115,7 @@ PAPER_RESOLUTION = 256
 
 
 @dataclass
-class EncoderTrainConfig:
+class EncoderTrainConfig(RunConfigMixin):
     """Everything that defines an encoder training run (``config.json`` and checkpoints).
 
     ``None`` fields are filled by :meth:`resolved` from the GAN run before training starts, so
@@ -165,18 +183,7 @@ class EncoderTrainConfig:
     grid_size: int = 6
     progress: bool = True
 
-    RUNTIME_FIELDS = frozenset(
-        {
-            "total_kimg",
-            "threads",
-            "num_workers",
-            "checkpoint_minutes",
-            "sample_every",
-            "log_every",
-            "grid_size",
-            "progress",
-        }
-    )
+    RUNTIME_FIELDS = RUNTIME_FIELDS  # the shared set of runs.py
 
     def __post_init__(self) -> None:
         for name in (
@@ -263,25 +270,6 @@ class EncoderTrainConfig:
         if self.latent_weight <= 0:
             return False
         return self.latent_kimg <= 0 or nimg < self.latent_kimg * 1000
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EncoderTrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown EncoderTrainConfig fields {unknown} (newer idinvert?)")
-        return cls(**data)
-
-    def incompatible_with(self, other: EncoderTrainConfig) -> list[str]:
-        """Non-runtime fields whose values differ from ``other``."""
-        return [
-            f"{f.name}: {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
-            for f in dataclasses.fields(self)
-            if f.name not in self.RUNTIME_FIELDS and getattr(self, f.name) != getattr(other, f.name)
-        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +458,7 @@ def train_step(
     state: EncoderState,
     reals: torch.Tensor,
     cfg: EncoderTrainConfig,
-    ctx: gan.DistContext,
+    ctx: DistContext,
     perceptual: PerceptualNet | None,
 ) -> dict[str, float]:
     """One E update then one D update on this rank's ``reals [B, 3, R, R]`` (gradients averaged
@@ -509,20 +497,12 @@ def train_step(
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load an encoder-run checkpoint (``weights_only=True``, CPU)."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an idinvert encoder checkpoint")
-    if int(ckpt.get("version", 0)) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {ckpt['version']} is newer than supported")
-    return ckpt
+    return load_checkpoint_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "encoder")
 
 
 def load_run_config(run_dir: str | Path) -> EncoderTrainConfig | None:
     """The config of an existing encoder run, or ``None`` if it has no checkpoint."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    if not path.is_file():
-        return None
-    return EncoderTrainConfig.from_dict(load_checkpoint(path)["config"])
+    return stored_config(run_dir, load_checkpoint, EncoderTrainConfig)
 
 
 def export_encoder(run_dir: str | Path) -> tuple[Encoder, Generator, dict[str, Any]]:
@@ -541,7 +521,7 @@ def export_encoder(run_dir: str | Path) -> tuple[Encoder, Generator, dict[str, A
     return E.eval(), G, info
 
 
-def _sync_bn_stats(E: Encoder, ctx: gan.DistContext) -> None:
+def _sync_bn_stats(E: Encoder, ctx: DistContext) -> None:
     """Average BatchNorm running statistics over ranks (collective: all ranks call it)."""
     if ctx.world == 1:
         return
@@ -565,11 +545,7 @@ def _payload(
         "G": state.G.state_dict(),
         "opt_E": state.opt_E.state_dict(),
         "opt_D": state.opt_D.state_dict(),
-        "step": state.step,
-        "nimg": state.nimg,
-        "elapsed_sec": state.elapsed_sec,
-        "world_size": int(rng.shape[0]),
-        "rng": rng,
+        **counters_payload(state, rng),
         "gan": gan_info,
     }
 
@@ -578,7 +554,7 @@ def _payload(
 # Training loop
 
 
-class _Window:
+class _Window(StatWindow):
     """Sums of per-step statistics between two log lines."""
 
     KEYS = (
@@ -592,30 +568,6 @@ class _Window:
         "d_fake",
         "r1",
     )
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums = torch.zeros(len(self.KEYS), dtype=torch.float64)
-        self.counts = torch.zeros(len(self.KEYS), dtype=torch.float64)
-        self.steps = 0
-        self.t0 = time.perf_counter()
-
-    def add(self, stats: dict[str, float]) -> None:
-        for i, key in enumerate(self.KEYS):
-            if key in stats:
-                self.sums[i] += stats[key]
-                self.counts[i] += 1
-        self.steps += 1
-
-    def means(self, ctx: gan.DistContext) -> dict[str, float | None]:
-        both = ctx.all_reduce_mean_(torch.cat([self.sums, self.counts]))
-        n = len(self.KEYS)
-        return {
-            k: (float(both[i] / both[n + i]) if both[n + i] > 0 else None)
-            for i, k in enumerate(self.KEYS)
-        }
 
 
 @torch.no_grad()
@@ -669,7 +621,7 @@ def train_encoder(
         ``run_dir``, ``config`` (resolved) and ``state`` (:class:`EncoderState`).
     """
     run_dir = Path(run_dir)
-    ctx = gan.DistContext.from_env()
+    ctx = DistContext.from_env()
     try:
         return _train(cfg, run_dir, resume, perceptual, ctx)
     finally:
@@ -708,12 +660,7 @@ def _from_checkpoint(
     explicit = dataclasses.replace(cfg, **as_stored)
     if explicit.gan_run:
         explicit = dataclasses.replace(explicit, gan_run=str(Path(explicit.gan_run).resolve()))
-    diff = explicit.incompatible_with(stored)
-    if diff:
-        raise ValueError(
-            f"{where} was trained with a different configuration ({'; '.join(diff)}); "
-            "resume with the same settings, or start over (--no-resume / another --out)"
-        )
+    raise_if_incompatible(explicit.incompatible_with(stored), where)
     runtime = {k: getattr(cfg, k) for k in EncoderTrainConfig.RUNTIME_FIELDS}
     G = frozen_generator(GeneratorConfig(**ckpt["generator_config"]), ckpt["G"])
     d_cfg = gan.GanTrainConfig.from_dict(ckpt["gan"]["config"]).discriminator_config()
@@ -760,8 +707,7 @@ def _build_state(
         D.load_state_dict(ckpt["D"])
         state.opt_E.load_state_dict(ckpt["opt_E"])
         state.opt_D.load_state_dict(ckpt["opt_D"])
-        state.step, state.nimg = int(ckpt["step"]), int(ckpt["nimg"])
-        state.elapsed_sec = float(ckpt.get("elapsed_sec", 0.0))
+        restore_counters(state, ckpt)
     if cfg.channels_last:
         for net in (E, D, G):
             net.to(memory_format=torch.channels_last)
@@ -770,27 +716,16 @@ def _build_state(
     return state
 
 
-def _prepare_run_dir(run_dir: Path, cfg: EncoderTrainConfig, fresh: bool) -> None:
-    (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
-    if fresh:
-        (run_dir / LOG_FILE).unlink(missing_ok=True)
-        for old in (run_dir / SAMPLES_DIR).glob("grid_*.png"):
-            old.unlink()
-    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-
-
 def _train(
     cfg: EncoderTrainConfig,
     run_dir: Path,
     resume: bool,
     perceptual: PerceptualNet | None,
-    ctx: gan.DistContext,
+    ctx: DistContext,
 ) -> dict[str, Any]:
-    if cfg.batch_size % ctx.world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {ctx.world} ranks")
+    ctx.check_batch(cfg.batch_size)
     torch.set_num_threads(cfg.threads)
-    ckpt_path = run_dir / CHECKPOINT_FILE
-    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    ckpt_path, ckpt = resume_checkpoint(run_dir, resume, load_checkpoint)
     if ckpt is not None:
         cfg, G, gan_info, d_cfg = _from_checkpoint(cfg, ckpt, ckpt_path)
     else:
@@ -800,7 +735,7 @@ def _train(
     state = _build_state(cfg, G, d_cfg, gan_info, ckpt)
     ctx.broadcast_([*state.E.parameters(), *state.E.buffers(), *state.D.parameters()])
     if ctx.is_main:
-        _prepare_run_dir(run_dir, cfg, fresh=ckpt is None)
+        prepare_run_dir(run_dir, cfg, fresh=ckpt is None)
 
     resolution = G.config.resolution
     total_steps = cfg.total_steps()
@@ -816,10 +751,7 @@ def _train(
         mirror=cfg.mirror,
     )
     batches = iter(gan.make_loader(dataset, cfg.num_workers))
-    if ckpt is not None and int(ckpt["world_size"]) == ctx.world:
-        torch.set_rng_state(ckpt["rng"][ctx.rank])
-    else:
-        torch.manual_seed(cfg.seed * 1000 + 1 + ctx.rank + state.step)
+    restore_rng(ckpt, ctx, cfg.seed, state.step)
 
     val = validation_images(cfg, resolution) if ctx.is_main else None
     loop = _Loop(state, cfg, ctx, run_dir, perceptual, gan_info, val)
@@ -835,7 +767,7 @@ class _Loop:
         self,
         state: EncoderState,
         cfg: EncoderTrainConfig,
-        ctx: gan.DistContext,
+        ctx: DistContext,
         run_dir: Path,
         perceptual: PerceptualNet | None,
         gan_info: dict[str, Any],
@@ -861,26 +793,16 @@ class _Loop:
         rng = self.ctx.gather_rng_states()
         if self.ctx.is_main:
             payload = _payload(self.state, self.cfg, rng, self.gan_info)
-            gan.save_checkpoint(self.run_dir / CHECKPOINT_FILE, payload)
+            save_checkpoint(self.run_dir / CHECKPOINT_FILE, payload)
 
     def run(self, batches: Iterator[torch.Tensor], total_steps: int) -> dict[str, Any]:
-        from tqdm.auto import tqdm
-
         state, cfg, ctx = self.state, self.cfg, self.ctx
-        bar = tqdm(
-            total=total_steps,
-            initial=state.step,
-            unit="step",
-            dynamic_ncols=True,
-            desc="encoder",
-            disable=not (ctx.is_main and cfg.progress),
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-        )
+        bar = progress_bar(total_steps, state.step, ctx.is_main and cfg.progress, desc="encoder")
         last: dict[str, Any] = {}
         last_ckpt = time.monotonic()
         t_start = time.perf_counter() - state.elapsed_sec
         stopped = False
-        with gan._StopFlag() as stop:  # noqa: SLF001 - shared signal handling of the trainers
+        with StopFlag() as stop:
             while state.step < total_steps:
                 reals = gan.uint8_to_float(next(batches))
                 if cfg.channels_last:
@@ -906,39 +828,24 @@ class _Loop:
                     stopped = True
                     break
         bar.close()
-        return {
-            "step": state.step,
-            "nimg": state.nimg,
-            "kimg": state.nimg / 1000,
-            "stopped": stopped,
-            "last": last,
-            "run_dir": str(self.run_dir),
-            "config": cfg,
-            "state": state,
-        }
+        return {**summary(state, stopped, last, self.run_dir), "config": cfg, "state": state}
 
     def _log(self, bar: Any, lr: float) -> dict[str, Any]:
         state, cfg = self.state, self.cfg
         means = self.window.means(self.ctx)
-        dt = time.perf_counter() - self.window.t0
-        steps = max(self.window.steps, 1)
-        for key in ("loss_E", "loss_D"):
-            value = means[key]
-            if value is not None and not math.isfinite(value):
-                raise FloatingPointError(f"{key} became {value} at step {state.step}")
+        timing = self.window.timing(cfg.batch_size)
+        check_finite(means, ("loss_E", "loss_D"), state.step)
         record: dict[str, Any] = {
             "step": state.step,
             "kimg": round(state.nimg / 1000, 3),
             **{k: (round(v, 6) if v is not None else None) for k, v in means.items()},
             "lr": lr,
             "val_mse": None if self.val_mse is None else round(self.val_mse, 6),
-            "sec_per_step": round(dt / steps, 4),
-            "images_per_sec": round(cfg.batch_size * steps / max(dt, 1e-9), 2),
+            **timing,
             "time_sec": round(state.elapsed_sec, 1),
         }
         if self.ctx.is_main:
-            with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            append_log(self.run_dir, record)
             bar.set_postfix(
                 kimg=f"{record['kimg']:.1f}",
                 pix=f"{means['pixel']:.4f}",

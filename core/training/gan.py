@@ -46,22 +46,16 @@ Run directory::
 from __future__ import annotations
 
 import copy
-import dataclasses
-import importlib
-import json
 import math
-import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -81,13 +75,35 @@ from idinvert.core.training.discriminator import (
     DiscriminatorConfig,
     EqualConv2d,
 )
+from idinvert.core.training.distributed import DistContext
+from idinvert.core.training.runs import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,  # noqa: F401 - re-exported
+    LOCK_FILE,  # noqa: F401 - re-exported
+    LOG_FILE,  # noqa: F401 - re-exported
+    RUNTIME_FIELDS,
+    SAMPLES_DIR,
+    RunConfigMixin,
+    StatWindow,
+    StopFlag,
+    append_log,
+    check_finite,
+    counters_payload,
+    load_checkpoint_file,
+    lock_run_dir,
+    prepare_run_dir,
+    progress_bar,
+    raise_if_incompatible,
+    restore_counters,
+    restore_rng,
+    resume_checkpoint,
+    save_checkpoint,
+    stored_config,
+    summary,
+)
+from idinvert.core.training.splits import resolve_data_fn
 
 DEFAULT_DATA = "idinvert.core.training.faces:iter_faces"
-CHECKPOINT_FILE = "checkpoint.pt"
-CONFIG_FILE = "config.json"
-LOG_FILE = "log.jsonl"
-SAMPLES_DIR = "samples"
-LOCK_FILE = "train.lock"
 CHECKPOINT_FORMAT = "idinvert-gan-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -99,7 +115,7 @@ FaceSource = Callable[..., Iterator[tuple[np.ndarray, dict]]]
 
 
 @dataclass
-class GanTrainConfig:
+class GanTrainConfig(RunConfigMixin):
     """Everything that defines a GAN training run (stored in ``config.json`` and checkpoints).
 
     Architecture:
@@ -210,19 +226,7 @@ class GanTrainConfig:
         self.discriminator_config()
 
     # Fields that may differ between a checkpoint and the resuming command.
-    RUNTIME_FIELDS = frozenset(
-        {
-            "total_kimg",
-            "threads",
-            "num_workers",
-            "checkpoint_minutes",
-            "max_minutes",
-            "sample_every",
-            "log_every",
-            "grid_size",
-            "progress",
-        }
-    )
+    RUNTIME_FIELDS = RUNTIME_FIELDS | {"max_minutes"}  # runs.RUNTIME_FIELDS + max_minutes
 
     def generator_config(self) -> GeneratorConfig:
         """The :class:`GeneratorConfig` of the trained (and exported) generator."""
@@ -255,27 +259,6 @@ class GanTrainConfig:
     def total_steps(self) -> int:
         """Number of optimisation steps for ``total_kimg`` at the global batch size."""
         return math.ceil(round(self.total_kimg * 1000) / self.batch_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain (JSON / ``weights_only``-safe) dict of the fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GanTrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown GanTrainConfig fields {unknown} (newer idinvert?)")
-        return cls(**data)
-
-    def incompatible_with(self, other: GanTrainConfig) -> list[str]:
-        """Fields (outside :attr:`RUNTIME_FIELDS`) whose values differ from ``other``."""
-        return [
-            f"{f.name}: {getattr(other, f.name)!r} -> {getattr(self, f.name)!r}"
-            for f in dataclasses.fields(self)
-            if f.name not in self.RUNTIME_FIELDS and getattr(self, f.name) != getattr(other, f.name)
-        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,92 +443,7 @@ def make_optimizers(
 
 
 # ---------------------------------------------------------------------------------------------
-# Distributed helpers
-
-
-@dataclass
-class DistContext:
-    """Rank/world of this process; ``owns_group`` when :meth:`from_env` created the group."""
-
-    rank: int = 0
-    world: int = 1
-    owns_group: bool = False
-
-    @classmethod
-    def from_env(cls) -> DistContext:
-        """Join the gloo group of a ``torchrun`` launch (``WORLD_SIZE > 1``), else single."""
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(), False)
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world > 1:
-            dist.init_process_group("gloo")
-            return cls(dist.get_rank(), dist.get_world_size(), True)
-        return cls()
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def close(self) -> None:
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
-
-    def all_reduce_mean_(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(t)
-            t /= self.world
-        return t
-
-    def all_reduce_max_(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return t
-
-    def average_grads(self, params: list[torch.Tensor]) -> None:
-        """Average ``.grad`` of ``params`` over ranks with one flat all-reduce."""
-        if self.world == 1:
-            return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        self.all_reduce_mean_(flat)
-        offset = 0
-        for p, g in zip(params, grads, strict=True):
-            n = g.numel()
-            if p.grad is None:
-                p.grad = torch.empty_like(p)
-            p.grad.copy_(flat[offset : offset + n].view(g.shape))
-            offset += n
-
-    def broadcast_(self, tensors: list[torch.Tensor]) -> None:
-        if self.world > 1:
-            for t in tensors:
-                dist.broadcast(t.data, src=0)
-
-    def gather_rng_states(self) -> torch.Tensor:
-        """Global torch RNG states of all ranks, ``[W, n] uint8``."""
-        state = torch.get_rng_state()
-        if self.world == 1:
-            return state[None].clone()
-        out = [torch.empty_like(state) for _ in range(self.world)]
-        dist.all_gather(out, state)
-        return torch.stack(out)
-
-
-# ---------------------------------------------------------------------------------------------
 # Data
-
-
-def resolve_data_fn(spec: str) -> FaceSource:
-    """Import ``"package.module:function"`` (an ``iter_faces``-compatible renderer)."""
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RuntimeError(f"cannot import the face renderer {module_name!r}: {exc}") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise RuntimeError(f"{module_name} has no function {attr!r}") from None
 
 
 class FaceBatches(IterableDataset):
@@ -671,34 +569,14 @@ def render_samples(
 # Checkpoints
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file beside ``path``, then ``os.replace`` (atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint written by :func:`train_gan` (``weights_only=True``, CPU)."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an idinvert GAN checkpoint")
-    if int(ckpt.get("version", 0)) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {ckpt['version']} is newer than supported")
-    return ckpt
+    return load_checkpoint_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "GAN")
 
 
 def load_run_config(run_dir: str | Path) -> GanTrainConfig | None:
     """The config of an existing run (from ``checkpoint.pt``), or ``None`` if there is none."""
-    path = Path(run_dir) / CHECKPOINT_FILE
-    if not path.is_file():
-        return None
-    return GanTrainConfig.from_dict(load_checkpoint(path)["config"])
+    return stored_config(run_dir, load_checkpoint, GanTrainConfig)
 
 
 def export_generator(run_dir: str | Path, ema: bool = True) -> Generator:
@@ -794,29 +672,7 @@ def train_step(
     return stats
 
 
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag checked between steps (a second SIGINT aborts)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
+_StopFlag = StopFlag  # former private name (moved to runs.StopFlag)
 
 
 def _checkpoint_payload(state: TrainState, cfg: GanTrainConfig, rng: torch.Tensor) -> dict:
@@ -829,11 +685,7 @@ def _checkpoint_payload(state: TrainState, cfg: GanTrainConfig, rng: torch.Tenso
         "D": state.D.state_dict(),
         "opt_G": state.opt_G.state_dict(),
         "opt_D": state.opt_D.state_dict(),
-        "step": state.step,
-        "nimg": state.nimg,
-        "elapsed_sec": state.elapsed_sec,
-        "world_size": int(rng.shape[0]),
-        "rng": rng,
+        **counters_payload(state, rng),
     }
 
 
@@ -843,48 +695,13 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
     state.D.load_state_dict(ckpt["D"])
     state.opt_G.load_state_dict(ckpt["opt_G"])
     state.opt_D.load_state_dict(ckpt["opt_D"])
-    state.step = int(ckpt["step"])
-    state.nimg = int(ckpt["nimg"])
-    state.elapsed_sec = float(ckpt.get("elapsed_sec", 0.0))
+    restore_counters(state, ckpt)
 
 
-class _Window:
+class _Window(StatWindow):
     """Sums of per-step statistics between two log lines."""
 
     KEYS = ("loss_D", "loss_G", "d_real", "d_fake", "r1")
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums = torch.zeros(len(self.KEYS), dtype=torch.float64)
-        self.counts = torch.zeros(len(self.KEYS), dtype=torch.float64)
-        self.steps = 0
-        self.t0 = time.perf_counter()
-
-    def add(self, stats: dict[str, float]) -> None:
-        for i, key in enumerate(self.KEYS):
-            if key in stats:
-                self.sums[i] += stats[key]
-                self.counts[i] += 1
-        self.steps += 1
-
-    def means(self, ctx: DistContext) -> dict[str, float | None]:
-        both = ctx.all_reduce_mean_(torch.cat([self.sums, self.counts]))
-        n = len(self.KEYS)
-        return {
-            k: (float(both[i] / both[n + i]) if both[n + i] > 0 else None)
-            for i, k in enumerate(self.KEYS)
-        }
-
-
-def _prepare_run_dir(run_dir: Path, cfg: GanTrainConfig, fresh: bool) -> None:
-    (run_dir / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
-    if fresh:
-        (run_dir / LOG_FILE).unlink(missing_ok=True)
-        for old in (run_dir / SAMPLES_DIR).glob("grid_*.png"):
-            old.unlink()
-    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
 def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = True) -> dict[str, Any]:
@@ -912,7 +729,7 @@ def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = True) -> 
     """
     run_dir = Path(run_dir)
     ctx = DistContext.from_env()
-    lock = _lock_run_dir(run_dir) if ctx.is_main else None
+    lock = lock_run_dir(run_dir) if ctx.is_main else None
     try:
         return _train(cfg, run_dir, resume, ctx)
     finally:
@@ -921,50 +738,16 @@ def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = True) -> 
         ctx.close()
 
 
-def _lock_run_dir(run_dir: Path) -> IO[str] | None:
-    """Hold an exclusive ``flock`` on ``run_dir/train.lock`` (released when the process ends).
-
-    Two trainings writing the same run directory would corrupt it (e.g. resuming while the
-    background run is still going).
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locking
-        return None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held open
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        owner = handle.read().strip() or "?"
-        handle.close()
-        raise RuntimeError(
-            f"{run_dir} is in use by another training process (pid {owner}); stop it first "
-            "(kill -TERM <pid> saves a checkpoint) or choose another --out"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
 def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -> dict[str, Any]:
-    if cfg.batch_size % ctx.world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {ctx.world} ranks")
+    ctx.check_batch(cfg.batch_size)
     torch.set_num_threads(cfg.threads)
-    ckpt_path = run_dir / CHECKPOINT_FILE
-    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    ckpt_path, ckpt = resume_checkpoint(run_dir, resume, load_checkpoint)
     if ckpt is not None:
-        diff = cfg.incompatible_with(GanTrainConfig.from_dict(ckpt["config"]))
-        if diff:
-            raise ValueError(
-                f"{ckpt_path} was trained with a different configuration ({'; '.join(diff)}); "
-                "resume with the same settings, or start over (--no-resume / another --out)"
-            )
+        raise_if_incompatible(
+            cfg.incompatible_with(GanTrainConfig.from_dict(ckpt["config"])), ckpt_path
+        )
     if ctx.is_main:
-        _prepare_run_dir(run_dir, cfg, fresh=ckpt is None)
+        prepare_run_dir(run_dir, cfg, fresh=ckpt is None)
 
     G, G_ema, D = build_networks(cfg)
     if cfg.channels_last:
@@ -995,12 +778,7 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
     )
     batches = iter(make_loader(dataset, cfg.num_workers))
 
-    same_world = ckpt is not None and int(ckpt["world_size"]) == ctx.world
-    if same_world:
-        # clone(): set_rng_state misreads a row view with a storage offset (torch 2.14).
-        torch.set_rng_state(ckpt["rng"][ctx.rank].clone())
-    else:
-        torch.manual_seed(cfg.seed * 1000 + 1 + ctx.rank + (state.step if ckpt else 0))
+    restore_rng(ckpt, ctx, cfg.seed, state.step if ckpt else 0)
 
     grid_z = grid_latents(cfg)
     if ctx.is_main and ckpt is None:
@@ -1025,23 +803,13 @@ def _loop(
     total_steps: int,
     grid_z: torch.Tensor,
 ) -> dict[str, Any]:
-    from tqdm.auto import tqdm
-
-    is_tty = sys.stderr.isatty()
-    bar = tqdm(
-        total=total_steps,
-        initial=state.step,
-        unit="step",
-        dynamic_ncols=True,
-        disable=not (ctx.is_main and cfg.progress),
-        mininterval=1.0 if is_tty else 30.0,
-    )
+    bar = progress_bar(total_steps, state.step, ctx.is_main and cfg.progress)
     window = _Window()
     last: dict[str, Any] = {}
     last_ckpt = session_start = time.monotonic()
     t_start = time.perf_counter() - state.elapsed_sec
     stopped = False
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         while state.step < total_steps:
             reals_u8 = next(batches)
             reals_png = run_dir / SAMPLES_DIR / "reals.png"
@@ -1078,15 +846,7 @@ def _loop(
                 stopped = True
                 break
     bar.close()
-    return {
-        "step": state.step,
-        "nimg": state.nimg,
-        "kimg": state.nimg / 1000,
-        "stopped": stopped,
-        "last": last,
-        "run_dir": str(run_dir),
-        "state": state,
-    }
+    return {**summary(state, stopped, last, run_dir), "state": state}
 
 
 def _log(
@@ -1098,24 +858,18 @@ def _log(
     bar: Any,
 ) -> dict[str, Any]:
     means = window.means(ctx)
-    dt = time.perf_counter() - window.t0
-    steps = max(window.steps, 1)
-    for key in ("loss_D", "loss_G"):
-        value = means[key]
-        if value is not None and not math.isfinite(value):
-            raise FloatingPointError(f"{key} became {value} at step {state.step}")
+    timing = window.timing(cfg.batch_size)
+    check_finite(means, ("loss_D", "loss_G"), state.step)
     record: dict[str, Any] = {
         "step": state.step,
         "kimg": round(state.nimg / 1000, 3),
         **{k: (round(v, 5) if v is not None else None) for k, v in means.items()},
-        "sec_per_step": round(dt / steps, 4),
-        "images_per_sec": round(cfg.batch_size * steps / max(dt, 1e-9), 2),
+        **timing,
         "w_avg_norm": round(float(state.G.truncation.w_avg.norm()), 4),
         "time_sec": round(state.elapsed_sec, 1),
     }
     if ctx.is_main:
-        with open(run_dir / LOG_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_log(run_dir, record)
         bar.set_postfix(
             kimg=f"{record['kimg']:.1f}",
             D=f"{means['loss_D']:.3f}",

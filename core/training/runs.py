@@ -34,6 +34,21 @@ LOCK_FILE = "train.lock"
 # Configuration
 
 
+# Runtime fields of both trainers' configs (may change when resuming).
+RUNTIME_FIELDS = frozenset(
+    {
+        "total_kimg",
+        "threads",
+        "num_workers",
+        "checkpoint_minutes",
+        "sample_every",
+        "log_every",
+        "grid_size",
+        "progress",
+    }
+)
+
+
 class RunConfigMixin:
     """``to_dict``/``from_dict``/``incompatible_with`` for a training-config dataclass.
 
@@ -78,6 +93,12 @@ def raise_if_incompatible(diff: list[str], where: Path) -> None:
 # Checkpoints
 
 
+def resume_checkpoint(run_dir: Path, resume: bool, load: Any) -> tuple[Path, dict | None]:
+    """``(run_dir/checkpoint.pt, its contents via load)``; contents ``None`` when not resuming."""
+    path = run_dir / CHECKPOINT_FILE
+    return path, (load(path) if resume and path.is_file() else None)
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """``torch.save`` to a temp file beside ``path``, then ``os.replace`` (atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +123,14 @@ def load_checkpoint_file(path: str | Path, fmt: str, version: int, what: str) ->
     if int(ckpt.get("version", 0)) > version:
         raise ValueError(f"{path}: checkpoint version {ckpt['version']} is newer than supported")
     return ckpt
+
+
+def stored_config(run_dir: str | Path, load: Any, config_cls: Any) -> Any:
+    """``config_cls`` of ``run_dir/checkpoint.pt`` (read with ``load``), or ``None`` if absent."""
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    return config_cls.from_dict(load(path)["config"])
 
 
 def counters_payload(state: Any, rng: torch.Tensor) -> dict[str, Any]:
@@ -261,6 +290,18 @@ class StatWindow:
             "sec_per_step": round(dt / steps, 4),
             "images_per_sec": round(batch_size * steps / max(dt, 1e-9), 2),
         }
+
+
+def summary(state: Any, stopped: bool, last: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The common part of a trainer's return value."""
+    return {
+        "step": state.step,
+        "nimg": state.nimg,
+        "kimg": state.nimg / 1000,
+        "stopped": stopped,
+        "last": last,
+        "run_dir": str(run_dir),
+    }
 
 
 def check_finite(means: dict[str, float | None], keys: tuple[str, ...], step: int) -> None:

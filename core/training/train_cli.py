@@ -11,11 +11,21 @@ Also runnable as a module, which is what ``torchrun`` needs for multi-process CP
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
 import click
+
+from idinvert.core.training.cli_options import (
+    base_config,
+    channels_last_option,
+    end_state,
+    explicit_fields,
+    is_main_process,
+    output_options,
+    run_dir_options,
+    run_training,
+)
 
 train_group = click.Group(
     name="train",
@@ -55,29 +65,15 @@ _GAN_FIELDS = {
 }
 
 
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def _fp16_mib(numel: int) -> float:
     return numel * 2 / 2**20
 
 
 @train_group.command("gan")
-@click.option(
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory (checkpoint.pt, log.jsonl, samples/).",
-)
-@click.option(
-    "--resume/--no-resume",
-    default=True,
-    show_default=True,
-    help="Continue from RUN_DIR/checkpoint.pt if it exists (its settings are reused; "
+@run_dir_options(
+    "Continue from RUN_DIR/checkpoint.pt if it exists (its settings are reused; "
     "options given here override the runtime ones). --no-resume starts over and "
-    "replaces the checkpoint, log and grids.",
+    "replaces the checkpoint, log and grids."
 )
 @click.option("--resolution", type=int, default=None, help="Image size (default 64).")
 @click.option("--kimg", type=float, default=None, help="Train until this many thousand images.")
@@ -114,7 +110,7 @@ def _fp16_mib(numel: int) -> float:
 @click.option("--ema-kimg", type=float, default=None)
 @click.option("--style-mixing", type=float, default=None, help="Style-mixing probability.")
 @click.option("--mirror/--no-mirror", default=None, help="Random horizontal flips of reals.")
-@click.option("--channels-last/--no-channels-last", default=None)
+@channels_last_option()
 @click.option(
     "--data",
     type=str,
@@ -133,10 +129,7 @@ def _fp16_mib(numel: int) -> float:
     default=None,
     help="Stop with a checkpoint after this many minutes (resume later).",
 )
-@click.option("--sample-every", type=int, default=None, help="Sample grid every N steps.")
-@click.option("--log-every", type=int, default=None, help="log.jsonl line every N steps.")
-@click.option("--grid", type=int, default=None, help="Sample grid side (images).")
-@click.option("--progress/--no-progress", default=None, help="tqdm progress bar.")
+@output_options(grid_help="Sample grid side (images).")
 @click.option(
     "--dry-run", is_flag=True, help="Print the resolved configuration and network sizes, then exit."
 )
@@ -149,14 +142,13 @@ def gan_command(out: Path, resume: bool, dry_run: bool, **options: Any) -> None:
         train_gan,
     )
 
-    explicit = {_GAN_FIELDS[k]: v for k, v in options.items() if v is not None}
-    existing = (out / CHECKPOINT_FILE).is_file()
+    explicit = explicit_fields(options, _GAN_FIELDS)
     try:
-        base = load_run_config(out) if resume and existing else None
+        base = base_config(out, resume, CHECKPOINT_FILE, load_run_config)
         cfg = dataclasses.replace(base or GanTrainConfig(), **explicit)
     except (ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from None
-    main = _is_main_process()
+    main = is_main_process()
     if dry_run:
         _print_sizes(cfg)
         return
@@ -167,14 +159,10 @@ def gan_command(out: Path, resume: bool, dry_run: bool, **options: Any) -> None:
             f"batch {cfg.batch_size})",
             err=True,
         )
-    try:
-        result = train_gan(cfg, out, resume=resume)
-    except (ValueError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
+    result = run_training(train_gan, cfg, out, resume=resume)
     if main:
-        state = "stopped (checkpoint saved)" if result["stopped"] else "done"
         click.echo(
-            f"{state}: step {result['step']}, {result['kimg']:.1f} kimg, "
+            f"{end_state(result)}: step {result['step']}, {result['kimg']:.1f} kimg, "
             f"checkpoint {out / CHECKPOINT_FILE}",
             err=True,
         )
