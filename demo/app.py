@@ -173,6 +173,9 @@ class DemoApp:
         }
         if alignment is not None:
             metrics += f" · aligned the largest of {alignment['faces']} face(s)"
+        if steps_int and not out.perceptual_used:
+            reason = self.bundle.perceptual_missing or "the model has no perceptual network"
+            metrics += f"  \n⚠️ VGG perceptual term off: {reason}"
         return (
             image,
             out.encoder_image,

@@ -149,6 +149,7 @@ class InversionOutput:
     lpips_encoder: float | None
     seconds: float
     history: dict[str, np.ndarray]
+    perceptual_used: bool = True
 
 
 def invert_image(
@@ -182,6 +183,7 @@ def invert_image(
         lpips_encoder=lp_enc,
         seconds=result.seconds,
         history=result.history,
+        perceptual_used=settings.perceptual_weight > 0,
     )
 
 
