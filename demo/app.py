@@ -418,9 +418,16 @@ class DemoApp:
                                 [edited, full],
                                 api_name=False,
                                 show_progress="hidden",
+                                # synthesis only (~20 ms): skip the queue, drop stale moves
+                                queue=False,
+                                trigger_mode="always_last",
                             )
                         gr.Button("Apply", visible=False).click(
-                            fn, [session, *sliders], [edited, full], api_name="quick_edit"
+                            fn,
+                            [session, *sliders],
+                            [edited, full],
+                            api_name="quick_edit",
+                            queue=False,
                         )
                 for op in self.operations.values():
                     self._build_operation_tab(op, session)
