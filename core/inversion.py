@@ -268,21 +268,12 @@ def invert(
 def crop_mask(
     resolution: int, center_x: int, center_y: int, crop_x: int, crop_y: int
 ) -> torch.Tensor:
-    """Rectangular diffusion mask ``[1, 3, R, R]``: 1 on rows ``cy − crop_y//2 …`` (``crop_y``
-    rows) and columns ``cx − crop_x//2 …`` (``crop_x`` columns), else 0.
+    """Rectangular diffusion mask ``[1, 3, R, R]`` as a tensor (see
+    :func:`idinvert.core.editing.rect_mask`, which it wraps).
 
     Raises:
-        ValueError: the crop is empty or not fully inside the image.
+        ValueError: the crop is empty or not fully inside the image (names the parameter).
     """
-    if crop_x < 1 or crop_y < 1:
-        raise ValueError(f"crop size must be positive, got crop_x={crop_x}, crop_y={crop_y}")
-    left, top = center_x - crop_x // 2, center_y - crop_y // 2
-    if left < 0 or top < 0 or left + crop_x > resolution or top + crop_y > resolution:
-        raise ValueError(
-            f"crop (center {center_x},{center_y}, size {crop_x}×{crop_y}) covers columns "
-            f"{left}..{left + crop_x - 1}, rows {top}..{top + crop_y - 1}: outside the "
-            f"{resolution}×{resolution} image"
-        )
-    mask = torch.zeros(1, 3, resolution, resolution)
-    mask[:, :, top : top + crop_y, left : left + crop_x] = 1.0
-    return mask
+    from idinvert.core.editing import rect_mask
+
+    return torch.from_numpy(rect_mask(resolution, center_x, center_y, crop_x, crop_y))
