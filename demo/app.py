@@ -28,7 +28,7 @@ from idinvert.core.boundaries import load_boundary, model_boundaries
 from idinvert.core.codes import save_codes
 from idinvert.core.edit import EditOperation, InputKind, Layout
 from idinvert.core.errors import IdinvertError
-from idinvert.core.images import image_grid, save_gif, save_png
+from idinvert.core.images import image_grid, resize_to_model, save_gif, save_png
 from idinvert.core.inversion import StepInfo
 from idinvert.core.modeldir import ModelBundle
 from idinvert.demo import service
@@ -150,7 +150,7 @@ class DemoApp:
         if align:
             image, alignment = service.align_upload(self.bundle, photo, name)
         else:
-            image = service.prepare_image(self.bundle, image_path, self.limits)
+            image = resize_to_model(photo, self.bundle.resolution)
         out = self._invert_work(image, steps_int, progress)
         metrics = (
             f"**Encoder** MSE {out.mse_encoder:.4f}"
