@@ -150,6 +150,9 @@ class ModelBundle:
     perceptual: PerceptualNet | None = None
     path: Path | None = None
     perceptual_missing: str | None = None
+    _lowered: dict[torch.dtype, ModelBundle] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def resolution(self) -> int:
@@ -172,7 +175,30 @@ class ModelBundle:
         """Move all networks to ``device`` (in place) and return self."""
         for net in self.networks():
             net.to(device)
+        self._lowered.clear()
         return self
+
+    def lowered(self, dtype: torch.dtype) -> ModelBundle:
+        """The same model with its networks copied to ``dtype`` (e.g. ``torch.bfloat16``).
+
+        Copies are made once per dtype and kept (cleared by :meth:`to`); the bundle itself is
+        unchanged. A bundle already in ``dtype`` returns itself.
+        """
+        from idinvert.core.precision import lowered_copy
+
+        if next(self.generator.parameters()).dtype == dtype:
+            return self
+        if dtype not in self._lowered:
+            perceptual = None if self.perceptual is None else lowered_copy(self.perceptual, dtype)
+            self._lowered[dtype] = ModelBundle(
+                self.config,
+                lowered_copy(self.generator, dtype),
+                lowered_copy(self.encoder, dtype),
+                perceptual,
+                self.path,
+                self.perceptual_missing,
+            )
+        return self._lowered[dtype]
 
     def networks(self) -> list[nn.Module]:
         return [n for n in (self.generator, self.encoder, self.perceptual) if n is not None]

@@ -131,10 +131,20 @@ def test_train_boundaries_writes_unit_boundaries(tmp_path: Path) -> None:
         assert np.allclose(np.linalg.norm(b.direction, axis=1), 1.0, atol=1e-5)
         entry = report["attributes"][name]
         assert b.layers == entry["layers"] and b.layers in bt.layer_candidates(bundle.num_layers)
-        assert entry["distance"] > 0 and len(entry["layer_selection"]) == 6
-        assert all(
-            0 <= r["success"] <= 1 and 0 <= r["preserved"] <= 1 for r in entry["layer_selection"]
-        )
+        table = entry["layer_selection"]
+        assert entry["distance"] > 0 and len(table) == 6 * len(cfg.distance_scales)
+        assert all(0 <= r["success"] <= 1 and 0 <= r["preserved"] <= 1 for r in table)
+        # every range is tried at every multiple of its centroid gap; the chosen pair scores best
+        gaps = np.array(entry["centroid_gap_per_layer"])
+        for r in table[: len(cfg.distance_scales)]:
+            assert r["layers"] == table[0]["layers"]
+        tried = sorted(r["distance"] for r in table if r["layers"] == entry["layers"])
+        expected = sorted(s * gaps[entry["layers"]].mean() for s in cfg.distance_scales)
+        assert np.allclose(tried, expected, atol=1e-3)
+        key = (entry["layers"], entry["distance"])
+        chosen = [r for r in table if (r["layers"], r["distance"]) == key]
+        assert len(chosen) == 1
+        assert chosen[0]["score"] >= max(r["score"] for r in table) - 0.01
     # the fitted normal separates the classifier's extreme samples on the sampled codes
     codes = bt.sample_codes(bundle.generator, 300, cfg.seed)
     logits = bt.classify_codes(bundle.generator, clf, codes)
@@ -144,5 +154,13 @@ def test_train_boundaries_writes_unit_boundaries(tmp_path: Path) -> None:
     again = bt.train_boundaries(bundle.generator, clf, model_dir, ["b"], cfg, layers=[0, 1])
     assert set(again["attributes"]) == {"a", "b", "c"}  # the report is merged
     assert load_boundary(model_boundaries(model_dir)["b"]).layers == [0, 1]
+    b_gaps = np.array(again["attributes"]["b"]["centroid_gap_per_layer"])
+    assert again["attributes"]["b"]["distance"] == pytest.approx(b_gaps[[0, 1]].mean(), abs=1e-3)
+    fixed = bt.BoundaryTrainConfig(num_samples=300, select_samples=16, ratio=0.2, distance=0.5)
+    report = bt.train_boundaries(bundle.generator, clf, model_dir, ["a"], fixed)
+    assert report["attributes"]["a"]["distance"] == 0.5
+    assert {r["distance"] for r in report["attributes"]["a"]["layer_selection"]} == {0.5}
+    with pytest.raises(ValueError, match="distance_scales"):
+        bt.BoundaryTrainConfig(distance_scales=(1.0, -2.0))
     with pytest.raises(ValueError, match="unknown attributes"):
         bt.train_boundaries(bundle.generator, clf, model_dir, ["smile"], cfg)

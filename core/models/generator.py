@@ -206,7 +206,14 @@ class StyleModulation(nn.Module):
 
 
 class Epilogue(nn.Module):
-    """noise → bias → LeakyReLU → instance norm → style modulation (the official order)."""
+    """noise → bias → LeakyReLU → instance norm → style modulation (the official order).
+
+    Computes in the dtype of its own parameters (inputs are cast to it): a bfloat16 copy of
+    the generator keeps its epilogues in float32 (``keep_float32``), where the mean
+    subtraction and normalisation would otherwise lose most of bfloat16's 8 mantissa bits.
+    """
+
+    keep_float32 = True
 
     def __init__(self, channels: int, resolution: int, w_dim: int) -> None:
         super().__init__()
@@ -215,7 +222,9 @@ class Epilogue(nn.Module):
         self.style_mod = StyleModulation(channels, w_dim)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, randomize_noise: bool) -> torch.Tensor:
-        """``x [B, C, r, r]``, ``w [B, D]`` → ``[B, C, r, r]``."""
+        """``x [B, C, r, r]``, ``w [B, D]`` → ``[B, C, r, r]`` (in this module's dtype)."""
+        dtype = self.bias.dtype
+        x, w = x.to(dtype), w.to(dtype)
         x = self.apply_noise(x, randomize_noise)
         x = F.leaky_relu(x + self.bias.view(1, -1, 1, 1), LEAKY_SLOPE)
         x = x - x.mean(dim=(2, 3), keepdim=True)
@@ -274,6 +283,7 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, randomize_noise: bool) -> torch.Tensor:
         """``x [B, C_in, r, r]`` (``r/2`` when upsampling) → ``[B, C_out, r, r]``."""
+        x = x.to(self.conv.weight.dtype)
         if self.fused:
             kernel = fused_upsample_kernel(self.conv.weight, self.scale)
             x = F.conv_transpose2d(x, kernel, stride=2, padding=1)
@@ -290,7 +300,12 @@ class ConvBlock(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """1×1 convolution to RGB: ``conv(x) / sqrt(C) + bias``; keys ``conv.weight``, ``bias``."""
+    """1×1 convolution to RGB: ``conv(x) / sqrt(C) + bias``; keys ``conv.weight``, ``bias``.
+
+    Computes in its own dtype (float32 in a bfloat16 copy, see :class:`Epilogue`).
+    """
+
+    keep_float32 = True
 
     def __init__(self, in_channels: int, image_channels: int = 3) -> None:
         super().__init__()
@@ -300,6 +315,7 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(image_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.conv.weight.dtype)
         return F.conv2d(x, self.conv.weight) * self.scale + self.bias.view(1, -1, 1, 1)
 
 

@@ -12,17 +12,19 @@ For every attribute (Shen et al., *InterFaceGAN*, CVPR 2020, as used by IDInvert
    approaches the max-margin normal of InterFaceGAN's linear SVM, without adding sklearn) and
    map its weight back to W coordinates: the boundary row is that normal, unit-norm, pointing
    towards label 1. Result ``[1, L, D]`` like the official files;
-4. **default layers** — edit held-out samples (``select_samples`` fresh codes) towards the other
-   side of the attribute by the edit distance on each candidate range of *whole resolution
-   blocks* (layers ``2a .. 2b+1``), re-classify and score ``success × preserved``: success =
-   fraction whose attribute prediction flips to the target side, preserved = fraction of the
-   other attributes' predictions left unchanged. The highest score wins; ranges within 0.01 of
-   it are broken in favour of fewer layers, then coarser layers;
-5. **edit distance** — the mean gap between the positive and negative class centroids of the
-   signed projection ``⟨w_l, n_l⟩`` (all samples, classifier labels), averaged over the chosen
-   layers: moving a typical sample by it crosses from one class centroid to the other (if the
-   samples hold one class only, twice the projection's standard deviation). It is recorded in
-   ``boundary_report.json`` and used as ``idinvert eval``'s default distance.
+4. **default layers and edit distance** — edit held-out samples (``select_samples`` fresh
+   codes) towards the other side of the attribute on each candidate range of *whole resolution
+   blocks* (layers ``2a .. 2b+1``) by each candidate distance, re-classify and score
+   ``success × preserved``: success = fraction whose attribute prediction flips to the target
+   side, preserved = fraction of the other attributes' predictions left unchanged. The
+   candidate distances of a range are ``distance_scales`` × its *centroid gap* (the mean gap
+   between the positive and negative class centroids of the signed projection ``⟨w_l, n_l⟩``,
+   all samples, classifier labels, averaged over the range's layers: moving a typical sample
+   by it crosses from one class centroid to the other; if the samples hold one class only,
+   twice the projection's standard deviation). The highest score wins; pairs within 0.01 of it
+   are broken in favour of fewer layers, then a shorter distance, then coarser layers. The
+   distance is recorded in ``boundary_report.json`` and is ``idinvert eval``'s default.
+   A fixed ``distance`` replaces the candidate distances.
 
 Outputs in the model directory: ``boundaries/<attribute>.safetensors`` (via
 :func:`idinvert.core.boundaries.save_boundary`) and ``boundary_report.json``; the classifier is
@@ -76,7 +78,9 @@ class BoundaryTrainConfig:
         split: fitting fraction of the chosen samples (the rest validates).
         l2: L2 weight of the logistic regression (on centred, globally scaled features).
         select_samples: fresh samples used to choose the default layers.
-        distance: edit distance for the layer choice (``None`` = measured centroid gap).
+        distance: fixed edit distance (``None`` = chosen among ``distance_scales`` × the
+            measured centroid gap).
+        distance_scales: candidate multiples of the centroid gap for the distance choice.
         seed: seed of the z samples.
         batch_size: render/classify batch.
     """
@@ -87,10 +91,16 @@ class BoundaryTrainConfig:
     l2: float = 1e-2
     select_samples: int = 256
     distance: float | None = None
+    distance_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
     seed: int = 0
     batch_size: int = 64
 
     def __post_init__(self) -> None:
+        self.distance_scales = tuple(float(x) for x in self.distance_scales)
+        if not self.distance_scales or not all(x > 0 for x in self.distance_scales):
+            raise ValueError(
+                f"distance_scales must be positive numbers, got {self.distance_scales}"
+            )
         if not 0 < self.ratio <= 0.5:
             raise ValueError(f"ratio must be in (0, 0.5], got {self.ratio}")
         if not 0 < self.split < 1:
@@ -310,39 +320,41 @@ def choose_layers(
     logits: torch.Tensor,
     attr: int,
     direction: np.ndarray,
-    distance: float,
+    distances: Callable[[list[int]], list[float]],
     batch_size: int = 64,
-) -> tuple[list[int], list[dict[str, Any]]]:
-    """Pick the default layers of a boundary by measuring edits (see the module docstring).
+) -> tuple[list[int], float, list[dict[str, Any]]]:
+    """Pick the default layers and edit distance of a boundary by measuring edits.
 
     Args:
         codes: held-out codes ``[M, L, D]``; logits: their classifier logits ``[M, A]``.
-        attr: attribute index; direction: ``[L, D]`` unit rows; distance: edit distance.
+        attr: attribute index; direction: ``[L, D]`` unit rows.
+        distances: candidate edit distances (> 0) for a layer range.
 
     Returns:
-        ``(layers, table)``; ``table`` rows: ``layers``, ``success``, ``preserved``, ``score``.
+        ``(layers, distance, table)``; ``table`` rows: ``layers``, ``distance``, ``success``,
+        ``preserved``, ``score`` (see the module docstring for the rule).
     """
     before = logits > 0
-    sign = torch.where(before[:, attr], -1.0, 1.0) * distance
+    side = torch.where(before[:, attr], -1.0, 1.0)
     table = []
     for layers in layer_candidates(codes.shape[1]):
-        after = (
-            classify_codes(G, classifier, edit_codes(codes, direction, layers, sign), batch_size)
-            > 0
-        )
-        success, preserved = edit_effect(before, after, attr)
-        table.append(
-            {
-                "layers": layers,
-                "success": round(success, 4),
-                "preserved": round(preserved, 4),
-                "score": round(success * preserved, 4),
-            }
-        )
+        for distance in distances(layers):
+            edited = edit_codes(codes, direction, layers, side * distance)
+            after = classify_codes(G, classifier, edited, batch_size) > 0
+            success, preserved = edit_effect(before, after, attr)
+            table.append(
+                {
+                    "layers": layers,
+                    "distance": round(float(distance), 4),
+                    "success": round(success, 4),
+                    "preserved": round(preserved, 4),
+                    "score": round(success * preserved, 4),
+                }
+            )
     best = max(row["score"] for row in table)
     near = [row for row in table if row["score"] >= best - 0.01]
-    chosen = min(near, key=lambda row: (len(row["layers"]), row["layers"][0]))
-    return chosen["layers"], table
+    chosen = min(near, key=lambda row: (len(row["layers"]), row["distance"], row["layers"][0]))
+    return chosen["layers"], float(chosen["distance"]), table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,14 +383,21 @@ def train_attribute_boundary(
         gaps, rule = 2.0 * proj.std(0).numpy(), "2_std (no class separation in the samples)"
     if cfg.distance is not None:
         rule = "fixed"
-    distance = cfg.distance if cfg.distance is not None else float(np.mean(gaps))
+    else:
+        rule = f"best success x preserved over {list(cfg.distance_scales)} x {rule}"
+
+    def candidates(rows: list[int]) -> list[float]:
+        if cfg.distance is not None:
+            return [cfg.distance]
+        return [scale * float(np.mean(gaps[rows])) for scale in cfg.distance_scales]
+
     table: list[dict[str, Any]] = []
     if layers is None:
-        layers, table = choose_layers(
-            G, classifier, select_codes, select_logits, a, direction, distance, cfg.batch_size
+        layers, distance, table = choose_layers(
+            G, classifier, select_codes, select_logits, a, direction, candidates, cfg.batch_size
         )
-    if cfg.distance is None:
-        distance = float(np.mean(gaps[layers]))
+    else:
+        distance = candidates(layers)[0]
     positives = int((logits[:, a] > 0).sum())
     source = (
         f"idinvert train boundary: per-layer logistic regression on {codes.shape[0]} W+ "

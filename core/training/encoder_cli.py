@@ -227,7 +227,14 @@ def _print_encoder_sizes(cfg: Any) -> None:
     "--distance",
     type=float,
     default=None,
-    help="Edit distance for the layer choice (default: measured centroid gap).",
+    help="Fixed edit distance (default: chosen by measured edits among --distance-scales × "
+    "the centroid gap).",
+)
+@click.option(
+    "--distance-scales",
+    default="1,1.5,2,3",
+    show_default=True,
+    help="Candidate multiples of the centroid gap for the edit-distance choice.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="z sampling seed.")
 @click.option("--retrain-classifier", is_flag=True, help="Train the classifier even if present.")
@@ -274,6 +281,7 @@ def boundary_command(
     ratio: float,
     select_samples: int,
     distance: float | None,
+    distance_scales: str,
     seed: int,
     retrain_classifier: bool,
     classifier_train: int,
@@ -333,6 +341,7 @@ def boundary_command(
             ratio=ratio,
             select_samples=select_samples,
             distance=distance,
+            distance_scales=_parse_scales(distance_scales),
             seed=seed,
             batch_size=batch_size,
         )
@@ -344,7 +353,14 @@ def boundary_command(
     for name in names:
         e = report["attributes"][name]
         val = [v for v in e["val_accuracy_per_layer"] if v is not None]
-        best = next((r for r in e["layer_selection"] if r["layers"] == e["layers"]), None)
+        best = next(
+            (
+                r
+                for r in e["layer_selection"]
+                if r["layers"] == e["layers"] and r.get("distance", e["distance"]) == e["distance"]
+            ),
+            None,
+        )
         extra = (
             f", success {best['success']:.2f}, preserved {best['preserved']:.2f}" if best else ""
         )
@@ -353,6 +369,16 @@ def boundary_command(
             f"val acc {max(val, default=float('nan')):.3f} (best layer){extra}"
         )
     click.echo(f"wrote {len(names)} boundary file(s) to {model_dir / 'boundaries'}")
+
+
+def _parse_scales(text: str) -> tuple[float, ...]:
+    """``"1,1.5,2"`` → ``(1.0, 1.5, 2.0)``; a usage error names a bad entry."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.UsageError(
+            f"--distance-scales: expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 @click.command("export")

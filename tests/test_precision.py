@@ -1,0 +1,97 @@
+"""bfloat16 inversion: same objective as float32 on the networks, float32 codes and Adam."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import run_cli
+from conftest import build_tiny_bundle
+from PIL import Image
+
+from idinvert.core.inversion import InversionSettings, invert
+from idinvert.core.losses import domain_loss, feature_loss, pixel_loss
+from idinvert.core.precision import precision_dtype
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return build_tiny_bundle(resolution=32, w_dim=16, perceptual=True)
+
+
+def _objective(bundle, x: torch.Tensor, codes: torch.Tensor, s: InversionSettings) -> torch.Tensor:
+    """The float32 objective ``[N]`` at ``codes`` (as the fp32 loop evaluates it)."""
+    with torch.no_grad():
+        rec = bundle.generator.synthesis(codes)
+        feats = feature_loss(bundle.perceptual(x), bundle.perceptual(rec))
+        dom = domain_loss(codes, bundle.encoder(rec))
+        return (
+            s.pixel_weight * pixel_loss(x, rec, None)
+            + s.perceptual_weight * feats
+            + (s.domain_weight * dom)
+        )
+
+
+def test_precision_names_are_checked():
+    assert precision_dtype("fp32") == torch.float32
+    assert precision_dtype("bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="fp32, bf16.*'fp16'"):
+        InversionSettings(precision="fp16")
+
+
+def test_bf16_reaches_the_fp32_objective_with_float32_codes(bundle):
+    torch.manual_seed(3)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    s = InversionSettings(steps=30, learning_rate=0.02)
+    ref = invert(bundle, x, s)
+    low = invert(bundle, x, s.with_(precision="bf16"))
+    assert low.codes.dtype == torch.float32 and torch.isfinite(low.codes).all()
+    # the encoder initialisation is float32 in both
+    assert torch.equal(low.init_codes, ref.init_codes)
+    # the trajectory differs (bf16 activations), the objective it reaches does not
+    assert not torch.equal(low.codes, ref.codes)
+    start = _objective(bundle, x, ref.init_codes, s)
+    end_ref = _objective(bundle, x, ref.codes, s)
+    end_low = _objective(bundle, x, low.codes, s)
+    assert (end_ref < start).all() and (end_low < start).all()
+    assert torch.allclose(end_low, end_ref, rtol=0.02), (end_low, end_ref)
+    # the logged losses are float32 numbers of the bf16 networks, close to the fp32 log
+    assert low.history["total"].dtype == np.float32
+    np.testing.assert_allclose(low.history["total"][0], ref.history["total"][0], rtol=0.05)
+
+
+def test_lowered_copies_are_cached_and_leave_the_bundle_alone():
+    b = build_tiny_bundle(resolution=16, w_dim=8, perceptual=True)
+    low = b.lowered(torch.bfloat16)
+    assert low is b.lowered(torch.bfloat16)
+    for net in (low.encoder, low.perceptual):
+        assert {p.dtype for p in net.parameters()} == {torch.bfloat16}
+    # the generator's convolutions are bf16; its epilogues (instance norm, styles) and ToRGB
+    # stay float32
+    for name, param in low.generator.named_parameters():
+        kept = "epilogue" in name or name.startswith("synthesis.output")
+        assert param.dtype == (torch.float32 if kept else torch.bfloat16), name
+    assert any(p.dtype == torch.bfloat16 for p in low.generator.synthesis.parameters())
+    for net in low.networks():
+        assert not any(p.requires_grad for p in net.parameters())
+    for net in b.networks():
+        assert {p.dtype for p in net.parameters()} == {torch.float32}
+    assert b.lowered(torch.float32) is b
+    b.to("cpu")  # moving the bundle drops the copies (they would sit on the old device)
+    assert b.lowered(torch.bfloat16) is not low
+
+
+def test_cli_precision_option(capsys, tmp_path, tiny_model_dir):
+    face_png = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), np.uint8)).save(face_png)
+    out = tmp_path / "out"
+    args = ("invert", face_png, "--model", tiny_model_dir, "--steps", "2")
+    res = run_cli(capsys, *args, "--perceptual-weight", "0", "--precision", "bf16", "--out", out)
+    assert res.code == 0, res.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["precision"] == "bf16"
+    assert np.isfinite(np.load(out / "codes.npy")).all()
+    bad = run_cli(capsys, *args, "--precision", "fp16", "--out", tmp_path / "bad")
+    assert bad.code == 2 and "fp16" in bad.err and not (tmp_path / "bad").exists()
