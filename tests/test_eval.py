@@ -241,3 +241,42 @@ def test_export_loads_inverts_and_keeps_extras(
     except ModelFormatError as exc:
         pytest.skip(f"core/modeldir.py cannot yet resolve an external perceptual net: {exc}")
     assert loaded.generator.config == bundle.generator.config
+
+
+def test_check_targets_reads_the_paper_claims_off_a_result() -> None:
+    from idinvert.core.training.evaluate import check_targets
+
+    def edit(s_enc: float, s_mse: float, s_dom: float, p_dom: float) -> dict:
+        return {
+            "encoder": {"success": s_enc, "preserved": 0.9},
+            "mse_optimization": {"success": s_mse, "preserved": 0.9},
+            "in_domain": {"success": s_dom, "preserved": p_dom},
+        }
+
+    result = {
+        "classifier": {"accuracy_on_inputs": {"smile": 0.97, "old": 0.93}},
+        "reconstruction": {
+            "encoder": {"mse": 0.06},
+            "mse_optimization": {"mse": 0.01},
+            "in_domain": {"mse": 0.03},
+        },
+        "editing": {
+            "smile": edit(0.5, 0.6, 0.85, 0.9),  # passes, beats MSE-only
+            "old": edit(0.5, 0.9, 0.85, 0.8),  # preserved too low, loses to MSE-only
+            "beard": edit(0.5, 0.4, 0.7, 0.95),  # success too low, beats MSE-only
+        },
+    }
+    t = check_targets(result)
+    assert t["classifier_accuracy"] == {
+        "value": 0.93,
+        "target": ">= 0.95 on every attribute",
+        "met": False,
+        "below": ["old"],
+    }
+    assert t["in_domain_mse_vs_encoder"]["value"] == 0.5 and t["in_domain_mse_vs_encoder"]["met"]
+    assert t["editing_per_boundary"]["passing"] == ["smile"]
+    assert not t["editing_per_boundary"]["met"]
+    assert t["in_domain_beats_mse_only"]["attributes"] == ["beard", "smile"]
+    assert t["in_domain_beats_mse_only"]["met"]
+    result["reconstruction"]["in_domain"]["mse"] = 0.031
+    assert not check_targets(result)["in_domain_mse_vs_encoder"]["met"]

@@ -303,7 +303,7 @@ def evaluate(
         for m in METHODS
     }
     accuracy = (input_pred == labels.bool()).float().mean(0)
-    return {
+    result = {
         "reconstruction": recon,
         "editing": editing,
         "editing_summary": summary,
@@ -332,6 +332,74 @@ def evaluate(
             "seconds": round(time.perf_counter() - start, 1),
         },
     }
+    result["targets"] = check_targets(result)
+    return result
+
+
+TARGETS = {
+    "classifier_accuracy": 0.95,
+    "mse_ratio": 0.5,
+    "edit_success": 0.8,
+    "edit_preserved": 0.85,
+}
+
+
+def check_targets(result: dict[str, Any]) -> dict[str, Any]:
+    """The bundled model's targets (the paper's claims on our domain), checked on ``result``.
+
+    * every attribute's classifier accuracy on the held-out inputs ≥ 0.95;
+    * in-domain reconstruction MSE ≤ 0.5 × the encoder's;
+    * per boundary, in-domain editing success ≥ 0.8 with ≥ 0.85 of the other attributes
+      preserved (vs the input; ``preserved_vs_reconstruction`` is reported beside it);
+    * in-domain editing success ≥ MSE-only optimisation's on most (> half) boundaries.
+
+    Returns ``{name: {"value": …, "target": …, "met": bool}}`` (JSON-ready).
+    """
+    t = TARGETS
+    acc = result["classifier"]["accuracy_on_inputs"]
+    recon = result["reconstruction"]
+    ratio = recon["in_domain"]["mse"] / max(recon["encoder"]["mse"], 1e-12)
+    out: dict[str, Any] = {
+        "classifier_accuracy": {
+            "value": min(acc.values()) if acc else None,
+            "target": f">= {t['classifier_accuracy']} on every attribute",
+            "met": bool(acc) and min(acc.values()) >= t["classifier_accuracy"],
+            "below": sorted(a for a, v in acc.items() if v < t["classifier_accuracy"]),
+        },
+        "in_domain_mse_vs_encoder": {
+            "value": round(ratio, 4),
+            "target": f"<= {t['mse_ratio']}",
+            "met": ratio <= t["mse_ratio"],
+        },
+    }
+    editing = result["editing"]
+    if editing:
+        ok = {
+            a: row["in_domain"]["success"] >= t["edit_success"]
+            and row["in_domain"]["preserved"] >= t["edit_preserved"]
+            for a, row in editing.items()
+        }
+        wins = [
+            a
+            for a, row in editing.items()
+            if row["in_domain"]["success"] >= row["mse_optimization"]["success"]
+        ]
+        out["editing_per_boundary"] = {
+            "value": sum(ok.values()),
+            "of": len(ok),
+            "target": f"success >= {t['edit_success']} and preserved >= {t['edit_preserved']} "
+            "on every boundary (in-domain)",
+            "met": all(ok.values()),
+            "passing": sorted(a for a, v in ok.items() if v),
+        }
+        out["in_domain_beats_mse_only"] = {
+            "value": len(wins),
+            "of": len(editing),
+            "target": "in-domain success >= MSE-only success on most boundaries",
+            "met": len(wins) > len(editing) / 2,
+            "attributes": sorted(wins),
+        }
+    return out
 
 
 def _evaluate_edits(
@@ -425,5 +493,13 @@ def format_table(result: dict[str, Any]) -> str:
     lines += [
         "",
         "classifier accuracy on the inputs: " + ", ".join(f"{a} {v:.2f}" for a, v in acc.items()),
+        "",
+        "targets:",
     ]
+    for name, check in check_targets(result).items():
+        of = f"/{check['of']}" if "of" in check else ""
+        lines.append(
+            f"  {'MET ' if check['met'] else 'not met'} {name}: {check['value']}{of} "
+            f"(target {check['target']})"
+        )
     return "\n".join(lines)
