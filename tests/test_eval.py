@@ -224,12 +224,18 @@ def test_export_loads_inverts_and_keeps_extras(
     (tmp_path / "eval.json").write_text(json.dumps(ev))
     out = tmp_path / "bundled"
     result = build_model_dir(
-        runs["encoder"], out, extras_from=model, eval_json=tmp_path / "eval.json"
+        runs["encoder"],
+        out,
+        extras_from=model,
+        eval_json=tmp_path / "eval.json",
+        notes=("lr raised to 3.5e-5 after 12 kimg", " "),
     )
     assert result["total_mib"] < 5 and not result["warnings"]
     assert (out / "boundaries" / "smile.safetensors").is_file() and (out / "eval.json").is_file()
     card = (out / "README.md").read_text()
     assert "| in_domain |" in card and "Boundaries" in card and "classifier" in card
+    assert "## Training notes\n\n* lr raised to 3.5e-5 after 12 kimg\n\n## Metrics" in card
+    assert "targets:" in card and "in_domain_mse_vs_encoder" in card
     config = json.loads((out / "config.json").read_text())
     assert config["perceptual"]["preprocessing"] == "torchvision"
     assert config["perceptual"]["output_scale"] == pytest.approx(TORCHVISION_OUTPUT_SCALE)

@@ -426,6 +426,12 @@ def _parse_scales(text: str) -> tuple[float, ...]:
     default=None,
     help="`idinvert eval` JSON to store and quote in the model card.",
 )
+@click.option(
+    "--note",
+    "notes",
+    multiple=True,
+    help="Recipe note for the model card's 'Training notes' (repeatable).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 def export_command(
     encoder_run: Path,
@@ -435,6 +441,7 @@ def export_command(
     perceptual: str,
     extras_from: Path | None,
     eval_json: Path | None,
+    notes: tuple[str, ...],
     overwrite: bool,
 ) -> None:
     """Assemble a model directory (fp16 safetensors, config.json, model card)."""
@@ -450,6 +457,7 @@ def export_command(
             extras_from=extras_from,
             eval_json=eval_json,
             overwrite=overwrite,
+            notes=notes,
         )
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None

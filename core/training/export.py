@@ -88,6 +88,7 @@ def build_model_dir(
     eval_json: str | Path | None = None,
     overwrite: bool = False,
     description: str | None = None,
+    notes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Write the model directory ``out`` (atomically: staged beside it, then swapped in).
 
@@ -105,6 +106,8 @@ def build_model_dir(
         eval_json: an ``idinvert eval`` result to store as eval.json and quote in the card.
         overwrite: replace an existing ``out``.
         description: config.json description.
+        notes: free-text recipe notes listed under "Training notes" in the card (e.g. a
+            learning-rate change on resume, which the run's stored config cannot show).
 
     Returns:
         ``{"path", "weights_mib" (per file), "total_mib", "warnings"}``.
@@ -181,6 +184,7 @@ def build_model_dir(
         "eval": eval_result,
         "extras": extras_dir,
         "perceptual": perceptual,
+        "notes": [n.strip() for n in notes if n.strip()],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     stage_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.export.", dir=out.parent))
@@ -357,6 +361,10 @@ def model_card(
         f"CPU only. GAN: {_hours(prov['generator'].get('train_seconds'))}; encoder: "
         f"{_hours(prov['encoder'].get('train_seconds'))} ({info['step']} steps).",
         "",
+        *(
+            ["## Training notes", "", *[f"* {n}" for n in ctx.get("notes", [])], ""]
+            * bool(ctx.get("notes"))
+        ),
         "## Metrics",
         "",
         *_metrics_section(ctx["eval"]),
