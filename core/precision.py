@@ -43,9 +43,10 @@ def lowered_copy(net: nn.Module, dtype: torch.dtype) -> nn.Module:
     which cast their inputs to their own dtype) stay float32.
     """
     low = copy.deepcopy(net).to(dtype).eval()
-    for module in low.modules():
+    for name, module in low.named_modules():
         if getattr(module, "keep_float32", False):
-            module.float()
+            # back to float32 with the original values, not bf16-rounded ones
+            module.float().load_state_dict(net.get_submodule(name).state_dict())
     for p in low.parameters():
         p.requires_grad_(False)
     return low

@@ -95,3 +95,13 @@ def test_cli_precision_option(capsys, tmp_path, tiny_model_dir):
     assert np.isfinite(np.load(out / "codes.npy")).all()
     bad = run_cli(capsys, *args, "--precision", "fp16", "--out", tmp_path / "bad")
     assert bad.code == 2 and "fp16" in bad.err and not (tmp_path / "bad").exists()
+
+
+def test_float32_parts_of_a_lowered_generator_keep_their_exact_values():
+    b = build_tiny_bundle(resolution=16, w_dim=8)
+    low = b.lowered(torch.bfloat16).generator
+    original = dict(b.generator.named_parameters())
+    kept = [(n, p) for n, p in low.named_parameters() if p.dtype == torch.float32]
+    assert kept
+    for name, param in kept:
+        assert torch.equal(param, original[name]), name
