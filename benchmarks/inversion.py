@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from idinvert.core.inversion import InversionSettings, invert
+from idinvert.core.inversion import InversionSettings, invert, objective
 from idinvert.core.modeldir import ImageConfig, ModelBundle, ModelConfig, freeze
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator, GeneratorConfig
@@ -102,18 +102,6 @@ def ours(
     )
     times = [b - a for a, b in zip([start] + stamps[:-1], stamps, strict=True)]
     return result.codes, result.history["total"][-1].tolist(), times
-
-
-@torch.no_grad()
-def objective_at(
-    bundle: ModelBundle, x: torch.Tensor, z: torch.Tensor, s: InversionSettings
-) -> float:
-    """The float32 objective at code ``z [1, L, D]`` for target ``x [1, 3, R, R]``."""
-    rec = bundle.generator.synthesis(z)
-    pix = torch.mean((x - rec) ** 2)
-    feat = torch.mean((bundle.perceptual(x) - bundle.perceptual(rec)) ** 2)
-    dom = torch.mean((z - bundle.encoder(rec)) ** 2)
-    return float(s.pixel_weight * pix + s.perceptual_weight * feat + s.domain_weight * dom)
 
 
 def run_reference_process(args: argparse.Namespace) -> tuple[torch.Tensor, float, list[float]]:
@@ -202,10 +190,9 @@ def main() -> None:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, resolution {r}, "
         f"{args.rounds} interleaved rounds x {args.iters} timed iterations"
     )
+    short = {_key(p, b): f"{p}, batch {b}" + (" (per image)" * (b > 1)) for p, b in sides}
     labels = {"official": "official-equivalent loop, batch 1"}
-    labels.update(
-        {_key(p, b): f"idinvert {p}, batch {b}" + (" (per image)" * (b > 1)) for p, b in sides}
-    )
+    labels.update({k: f"idinvert {v}" for k, v in short.items()})
     for key, label in labels.items():
         print(
             f"{label:36s}: min {min(times[key]):.3f}  "
@@ -213,22 +200,20 @@ def main() -> None:
         )
     for stat, fn in (("min", min), ("median", median)):
         ref = fn(times["official"])
-        cells = ", ".join(
-            f"{labels[k][9:]} {ref / fn(times[k]):.2f}x" for k in labels if k != "official"
-        )
+        cells = ", ".join(f"{label} {ref / fn(times[k]):.2f}x" for k, label in short.items())
         print(f"speed-up ({stat}): {cells}")
     # the objective each side reached, evaluated the same way (float32) at its final code
-    final_ref = objective_at(bundle, targets[:1], z_ref.view(1, *bundle.code_shape), settings)
+    final_ref = float(objective(bundle, targets[:1], z_ref.view(1, *bundle.code_shape), settings))
     worst = 0.0
     for key, (z, _) in results.items():
-        final = objective_at(bundle, targets[:1], z[:1], settings)
+        final = float(objective(bundle, targets[:1], z[:1], settings))
         rel = abs(final - final_ref) / abs(final_ref)
         if key.startswith("fp32"):
             worst = max(worst, rel)
         code_diff = float((z[:1].flatten() - z_ref).abs().max())
         print(
             f"same objective (fp32, final code): official {final_ref:.5f}, "
-            f"{labels[key][9:]} {final:.5f} (rel {rel:.2e}); max |code diff| {code_diff:.2e}"
+            f"{short[key]} {final:.5f} (rel {rel:.2e}); max |code diff| {code_diff:.2e}"
             + ("  [random weights: see the trained-model check]" * key.startswith("bf16"))
         )
     if worst > 0.01:
@@ -252,12 +237,7 @@ def bf16_objective_check(n: int, settings: InversionSettings) -> None:
     finals = {}
     for precision in ("fp32", "bf16"):
         result = invert(bundle, x, settings.with_(precision=precision))
-        finals[precision] = torch.tensor(
-            [
-                objective_at(bundle, x[i : i + 1], result.codes[i : i + 1], settings)
-                for i in range(n)
-            ]
-        )
+        finals[precision] = objective(bundle, x, result.codes, settings)
     rel = (finals["bf16"] - finals["fp32"]) / finals["fp32"]
     mean_rel = float(finals["bf16"].mean() / finals["fp32"].mean() - 1)
     print(

@@ -166,10 +166,7 @@ def _optimize_chunk(
     every network output is cast back to the bundle's dtype before it enters a loss.
     """
     run_dtype = precision_dtype(settings.precision)
-    nets = bundle
-    if settings.precision != "fp32":
-        warn_if_slow(target.device, run_dtype)
-        nets = bundle.lowered(run_dtype)
+    nets = bundle if settings.precision == "fp32" else bundle.lowered(run_dtype)
     out_dtype = target.dtype
 
     def run(net: torch.nn.Module | None, x: torch.Tensor, cast_input: bool = True) -> torch.Tensor:
@@ -220,6 +217,31 @@ def _optimize_chunk(
     return z.detach(), history
 
 
+@torch.no_grad()
+def objective(
+    bundle: ModelBundle,
+    images: torch.Tensor,
+    codes: torch.Tensor,
+    settings: InversionSettings | None = None,
+) -> torch.Tensor:
+    """The unmasked objective of :func:`invert` at ``codes`` ``[N, L, D]`` for ``images``
+    ``[N, 3, R, R]`` in [−1, 1], evaluated in the bundle's own dtype (float32 for every
+    precision) → ``[N]`` on the CPU. Compares where different runs ended up."""
+    s = settings or InversionSettings()
+    device = bundle.device
+    x, z = images.to(device), codes.to(device)
+    recon = bundle.generator.synthesis(z)
+    total = s.pixel_weight * pixel_loss(x, recon)
+    if s.perceptual_weight > 0:
+        if bundle.perceptual is None:
+            raise ValueError("this model has no perceptual network: pass perceptual_weight=0")
+        feats = feature_loss(bundle.perceptual(x), bundle.perceptual(recon))
+        total = total + s.perceptual_weight * feats
+    if s.domain_weight > 0:
+        total = total + s.domain_weight * domain_loss(z, bundle.encoder(recon))
+    return total.float().cpu()
+
+
 def invert(
     bundle: ModelBundle,
     images: torch.Tensor,
@@ -261,6 +283,8 @@ def invert(
     device = bundle.device
     if device.type == "cpu":
         tune_cpu_allocator()
+    if settings.steps > 0:
+        warn_if_slow(device, precision_dtype(settings.precision))
     dtype = next(bundle.generator.parameters()).dtype
     bs = batch_size or max(n, 1)
     codes, inits = [], []

@@ -11,27 +11,13 @@ from cli_helpers import run_cli
 from conftest import build_tiny_bundle
 from PIL import Image
 
-from idinvert.core.inversion import InversionSettings, invert
-from idinvert.core.losses import domain_loss, feature_loss, pixel_loss
+from idinvert.core.inversion import InversionSettings, invert, objective
 from idinvert.core.precision import precision_dtype
 
 
 @pytest.fixture(scope="module")
 def bundle():
     return build_tiny_bundle(resolution=32, w_dim=16, perceptual=True)
-
-
-def _objective(bundle, x: torch.Tensor, codes: torch.Tensor, s: InversionSettings) -> torch.Tensor:
-    """The float32 objective ``[N]`` at ``codes`` (as the fp32 loop evaluates it)."""
-    with torch.no_grad():
-        rec = bundle.generator.synthesis(codes)
-        feats = feature_loss(bundle.perceptual(x), bundle.perceptual(rec))
-        dom = domain_loss(codes, bundle.encoder(rec))
-        return (
-            s.pixel_weight * pixel_loss(x, rec, None)
-            + s.perceptual_weight * feats
-            + (s.domain_weight * dom)
-        )
 
 
 def test_precision_names_are_checked():
@@ -52,9 +38,11 @@ def test_bf16_reaches_the_fp32_objective_with_float32_codes(bundle):
     assert torch.equal(low.init_codes, ref.init_codes)
     # the trajectory differs (bf16 activations), the objective it reaches does not
     assert not torch.equal(low.codes, ref.codes)
-    start = _objective(bundle, x, ref.init_codes, s)
-    end_ref = _objective(bundle, x, ref.codes, s)
-    end_low = _objective(bundle, x, low.codes, s)
+    start = objective(bundle, x, ref.init_codes, s)
+    # the helper evaluates what the loop logs (row 0 = at the encoder initialisation)
+    np.testing.assert_allclose(start.numpy(), ref.history["total"][0], rtol=1e-5)
+    end_ref = objective(bundle, x, ref.codes, s)
+    end_low = objective(bundle, x, low.codes, s)
     assert (end_ref < start).all() and (end_low < start).all()
     assert torch.allclose(end_low, end_ref, rtol=0.02), (end_low, end_ref)
     # the logged losses are float32 numbers of the bf16 networks, close to the fp32 log

@@ -357,7 +357,7 @@ def boundary_command(
             (
                 r
                 for r in e["layer_selection"]
-                if r["layers"] == e["layers"] and r.get("distance", e["distance"]) == e["distance"]
+                if (r["layers"], r["distance"]) == (e["layers"], e["distance"])
             ),
             None,
         )

@@ -264,6 +264,13 @@ def _metrics_section(ev: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _notes_section(notes: list[str]) -> list[str]:
+    """The card's "Training notes" lines (none without notes)."""
+    if not notes:
+        return []
+    return ["## Training notes", "", *[f"* {n}" for n in notes], ""]
+
+
 def model_card(
     config: ModelConfig, ctx: dict[str, Any], model_dir: Path, sizes: dict[str, float]
 ) -> str:
@@ -361,10 +368,7 @@ def model_card(
         f"CPU only. GAN: {_hours(prov['generator'].get('train_seconds'))}; encoder: "
         f"{_hours(prov['encoder'].get('train_seconds'))} ({info['step']} steps).",
         "",
-        *(
-            ["## Training notes", "", *[f"* {n}" for n in ctx.get("notes", [])], ""]
-            * bool(ctx.get("notes"))
-        ),
+        *_notes_section(ctx.get("notes", [])),
         "## Metrics",
         "",
         *_metrics_section(ctx["eval"]),
