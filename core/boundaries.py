@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from idinvert.core.errors import CodeFormatError, ModelFormatError
+from idinvert.core.safe_pickle import ARRAY_GLOBALS, UNPICKLE_ERRORS, NumpyOnlyUnpickler
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -64,33 +65,15 @@ def _latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
     return text.encode("latin-1")
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can only rebuild numpy arrays/dtypes and plain containers.
+class _ArrayOnlyUnpickler(NumpyOnlyUnpickler):
+    """Numpy arrays, numpy scalars and plain containers.
 
     Protocol-2 pickles (the official files) store bytes as ``_codecs.encode(str, 'latin1')``;
     that global is mapped to a latin-1-only function, no other codec is reachable.
     """
 
-    _ALLOWED = {
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle protocol
-        if (module, name) == ("_codecs", "encode"):
-            return _latin1_bytes
-        if module.startswith("numpy.core."):  # numpy 1.x spelling in older files
-            module = "numpy._core." + module[len("numpy.core.") :]
-        if (module, name) in self._ALLOWED:
-            if not hasattr(np, "_core"):  # numpy < 2
-                module = module.replace("numpy._core", "numpy.core")
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays allowed")
-
-    def persistent_load(self, pid: object) -> object:
-        raise pickle.UnpicklingError("refusing persistent ids")
+    allowed = ARRAY_GLOBALS | {("numpy._core.multiarray", "scalar")}
+    substitutes = {("_codecs", "encode"): _latin1_bytes}
 
 
 def _check_plain(obj: object, where: str) -> None:
@@ -130,17 +113,7 @@ def read_npy_restricted(path: str | Path) -> object:
     if dtype.hasobject:
         try:
             obj = _ArrayOnlyUnpickler(buf).load()
-        except (
-            pickle.UnpicklingError,
-            EOFError,
-            AttributeError,
-            ImportError,
-            TypeError,
-            ValueError,
-            IndexError,
-            KeyError,
-            LookupError,
-        ) as exc:
+        except UNPICKLE_ERRORS as exc:
             raise ModelFormatError(f"{path}: refused ({exc})") from None
         if isinstance(obj, np.ndarray) and obj.dtype.hasobject and obj.shape == ():
             obj = obj[()]

