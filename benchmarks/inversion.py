@@ -227,8 +227,8 @@ def bf16_objective_check(n: int, settings: InversionSettings) -> None:
     import numpy as np
 
     from idinvert.core.modeldir import load_model_dir
-    from idinvert.core.training.faces import iter_faces
     from idinvert.hub.resolve import resolve_model
+    from idinvert.training.faces import iter_faces
 
     bundle = load_model_dir(resolve_model(None))
     r = bundle.resolution

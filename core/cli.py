@@ -36,13 +36,13 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("idinvert.hub.cli", "models_command", "List the known models."),
     "hub": ("idinvert.hub.cli", "hub_group", "Publish to and download from the Hugging Face Hub."),
     "plugins": ("idinvert.core.plugin_cli", "plugins_command", "List installed plugins."),
-    "data": ("idinvert.core.training.data_cli", "data_group", "Render the synthetic face dataset."),
+    "data": ("idinvert.training.data_cli", "data_group", "Render the synthetic face dataset."),
     "train": (
-        "idinvert.core.training.train_cli",
+        "idinvert.training.train_cli",
         "train_group",
         "Train a GAN, encoder or boundary.",
     ),
-    "eval": ("idinvert.core.training.eval_cli", "eval_command", "Evaluate inversion and editing."),
+    "eval": ("idinvert.training.eval_cli", "eval_command", "Evaluate inversion and editing."),
 }
 
 

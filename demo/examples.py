@@ -31,7 +31,7 @@ def example_images(bundle: ModelBundle, count: int = 6) -> list[str]:
     dataset = str(bundle.config.provenance.get("dataset", ""))
     if "synthetic-faces" not in dataset:
         return []
-    from idinvert.core.training.faces import iter_faces
+    from idinvert.training.faces import iter_faces
 
     folder.mkdir(parents=True, exist_ok=True)
     for path, (image, _labels) in zip(

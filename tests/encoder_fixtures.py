@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from idinvert.core.training import gan
-from idinvert.core.training.encoder_train import EncoderTrainConfig, train_encoder
+from idinvert.training import gan
+from idinvert.training.encoder_train import EncoderTrainConfig, train_encoder
 
-FACES = "idinvert.core.training.faces:iter_faces"
+FACES = "idinvert.training.faces:iter_faces"
 
 
 def tiny_gan_config(**overrides: object) -> gan.GanTrainConfig:

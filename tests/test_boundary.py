@@ -11,8 +11,8 @@ import torch
 
 from idinvert.core.boundaries import load_boundary, model_boundaries
 from idinvert.core.modeldir import load_model_dir, save_model_dir
-from idinvert.core.training import boundary_train as bt
-from idinvert.core.training.classifier import (
+from idinvert.training import boundary_train as bt
+from idinvert.training.classifier import (
     AttributeClassifier,
     ClassifierConfig,
     ClassifierTrainConfig,

@@ -23,11 +23,11 @@ from idinvert.core.models.perceptual import (
     PerceptualConfig,
     PerceptualNet,
 )
-from idinvert.core.training.encoder_cli import boundary_command, export_command
-from idinvert.core.training.eval_cli import eval_command
-from idinvert.core.training.evaluate import METHODS, EvalConfig, evaluate, format_table
-from idinvert.core.training.export import build_model_dir
-from idinvert.core.training.splits import (
+from idinvert.training.encoder_cli import boundary_command, export_command
+from idinvert.training.eval_cli import eval_command
+from idinvert.training.evaluate import METHODS, EvalConfig, evaluate, format_table
+from idinvert.training.export import build_model_dir
+from idinvert.training.splits import (
     EVAL_SEED_BASE,
     check_train_seed,
     eval_seed,
@@ -250,7 +250,7 @@ def test_export_loads_inverts_and_keeps_extras(
 
 
 def test_check_targets_reads_the_paper_claims_off_a_result() -> None:
-    from idinvert.core.training.evaluate import check_targets
+    from idinvert.training.evaluate import check_targets
 
     def edit(s_enc: float, s_mse: float, s_dom: float, p_dom: float) -> dict:
         return {

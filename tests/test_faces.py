@@ -1,4 +1,4 @@
-"""Tests of the procedural face renderer (idinvert.core.training.faces) and `idinvert data`."""
+"""Tests of the procedural face renderer (idinvert.training.faces) and `idinvert data`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from idinvert.core.training.data_cli import data_group
-from idinvert.core.training.faces import (
+from idinvert.training.data_cli import data_group
+from idinvert.training.faces import (
     ATTRIBUTES,
     HAIR_STYLES,
     THRESHOLDS,

@@ -17,6 +17,7 @@ FOLDERS = {
     "plugins": "idinvert/plugins",
     "hub": "idinvert/hub",
     "demo": "idinvert/demo",
+    "training": "idinvert/training",
 }
 NOT_SHIPPED = ("plugins/contrib/", "demo/space/")
 

@@ -1,4 +1,4 @@
-"""Tests of domain-guided encoder training (core/training/encoder_train.py, encoder_cli.py)."""
+"""Tests of domain-guided encoder training (training/encoder_train.py, encoder_cli.py)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from idinvert.core.models.perceptual import (
     PerceptualConfig,
     PerceptualNet,
 )
-from idinvert.core.training import encoder_train as et
-from idinvert.core.training import gan
-from idinvert.core.training.discriminator import Discriminator
-from idinvert.core.training.encoder_cli import encoder_command
-from idinvert.core.training.splits import (
+from idinvert.training import encoder_train as et
+from idinvert.training import gan
+from idinvert.training.discriminator import Discriminator
+from idinvert.training.encoder_cli import encoder_command
+from idinvert.training.splits import (
     TRAIN_SEED_LIMIT,
     check_train_seed,
     render_faces,
@@ -223,7 +223,7 @@ def test_ddp_torchrun_two_ranks(gan_run: Path, tmp_path: Path) -> None:
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "idinvert.core.training.encoder_cli",
+        "idinvert.training.encoder_cli",
         "encoder",
         "--gan",
         str(gan_run),

@@ -1,4 +1,4 @@
-"""Tests of GAN training (core/training/gan.py, discriminator.py, train_cli.py).
+"""Tests of GAN training (training/gan.py, discriminator.py, train_cli.py).
 
 Everything runs at 16 px with tiny widths so the module stays well under a minute on 2 cores.
 """
@@ -29,12 +29,12 @@ from idinvert.core.modeldir import (
 )
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator
-from idinvert.core.training.discriminator import (
+from idinvert.training.discriminator import (
     Discriminator,
     DiscriminatorConfig,
     minibatch_stddev,
 )
-from idinvert.core.training.gan import (
+from idinvert.training.gan import (
     CHECKPOINT_FILE,
     LOG_FILE,
     FaceBatches,
@@ -46,10 +46,10 @@ from idinvert.core.training.gan import (
     style_mix,
     train_gan,
 )
-from idinvert.core.training.train_cli import train_group
+from idinvert.training.train_cli import train_group
 
 HAVE_FACES = (Path(__file__).parents[1] / "core" / "training" / "faces.py").is_file()
-FACES = "idinvert.core.training.faces:iter_faces"
+FACES = "idinvert.training.faces:iter_faces"
 STAND_IN = "test_train_gan:stand_in_faces"
 
 
@@ -390,7 +390,7 @@ def test_ddp_torchrun_cli_and_resume(tmp_path: Path) -> None:
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "idinvert.core.training.train_cli",
+        "idinvert.training.train_cli",
         "gan",
         "--out",
         str(tmp_path),

@@ -3,7 +3,7 @@
 It plays the role of InterFaceGAN's attribute predictors: it labels generated images to fit
 the boundaries, and ``idinvert eval`` uses it to score reconstructions and edits. It is trained
 on *real* renders (training stream ``data_seed``) and its accuracy is reported on the
-validation split (see :mod:`idinvert.core.training.splits`).
+validation split (see :mod:`idinvert.training.splits`).
 
 Architecture (``[B, 3, R, R]`` in [−1, 1] → logits ``[B, A]``): conv3×3 stem (16 channels),
 then stride-2 conv3×3 + conv3×3 blocks (channels doubled up to 128) down to 4×4, every conv

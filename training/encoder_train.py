@@ -69,10 +69,10 @@ from torch import nn
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator, GeneratorConfig
 from idinvert.core.models.perceptual import PerceptualNet
-from idinvert.core.training import gan
-from idinvert.core.training.discriminator import Discriminator, DiscriminatorConfig
-from idinvert.core.training.distributed import DistContext
-from idinvert.core.training.runs import (
+from idinvert.training import gan
+from idinvert.training.discriminator import Discriminator, DiscriminatorConfig
+from idinvert.training.distributed import DistContext
+from idinvert.training.runs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,  # noqa: F401 - re-exported
     LOG_FILE,  # noqa: F401 - re-exported
@@ -95,7 +95,7 @@ from idinvert.core.training.runs import (
     stored_config,
     summary,
 )
-from idinvert.core.training.splits import (
+from idinvert.training.splits import (
     check_train_seed,
     render_faces,
     to_float_images,

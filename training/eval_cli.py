@@ -116,8 +116,8 @@ def eval_command(
     import torch
 
     from idinvert.core.device import resolve_device
-    from idinvert.core.training.evaluate import EvalConfig, evaluate, format_table
     from idinvert.hub.resolve import resolve_model
+    from idinvert.training.evaluate import EvalConfig, evaluate, format_table
 
     if threads:
         torch.set_num_threads(threads)

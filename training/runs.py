@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 import torch
 
 if TYPE_CHECKING:
-    from idinvert.core.training.distributed import DistContext
+    from idinvert.training.distributed import DistContext
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"

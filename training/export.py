@@ -32,10 +32,10 @@ import torch
 
 from idinvert.core.modeldir import ImageConfig, ModelBundle, ModelConfig, save_model_dir
 from idinvert.core.models.perceptual import TORCHVISION_OUTPUT_SCALE, PerceptualConfig
-from idinvert.core.training import gan
-from idinvert.core.training.boundary_train import BOUNDARY_DIR, REPORT_FILE
-from idinvert.core.training.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON
-from idinvert.core.training.encoder_train import export_encoder
+from idinvert.training import gan
+from idinvert.training.boundary_train import BOUNDARY_DIR, REPORT_FILE
+from idinvert.training.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON
+from idinvert.training.encoder_train import export_encoder
 
 EVAL_FILE = "eval.json"
 EXTRAS = (CLASSIFIER_FILE, CLASSIFIER_JSON, REPORT_FILE, EVAL_FILE, BOUNDARY_DIR)
@@ -241,7 +241,7 @@ def _metrics_section(ev: dict[str, Any] | None) -> list[str]:
             "Not evaluated yet: run `idinvert eval --model DIR --json eval.json` and "
             "re-export with `--eval eval.json`."
         ]
-    from idinvert.core.training.evaluate import METHODS, format_table
+    from idinvert.training.evaluate import METHODS, format_table
 
     c = ev["config"]
     lines = [

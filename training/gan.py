@@ -2,7 +2,7 @@
 
 The trained network is :class:`idinvert.core.models.generator.Generator` unchanged (per-layer W+
 mapping, AdaIN synthesis, tanh output); the discriminator is
-:class:`idinvert.core.training.discriminator.Discriminator`.
+:class:`idinvert.training.discriminator.Discriminator`.
 
 Recipe (StyleGAN / StyleGAN2-ADA defaults, scaled down):
 
@@ -70,13 +70,13 @@ from idinvert.core.models.generator import (
     ToRGB,
 )
 from idinvert.core.models.layers import DenseBlock
-from idinvert.core.training.discriminator import (
+from idinvert.training.discriminator import (
     Discriminator,
     DiscriminatorConfig,
     EqualConv2d,
 )
-from idinvert.core.training.distributed import DistContext
-from idinvert.core.training.runs import (
+from idinvert.training.distributed import DistContext
+from idinvert.training.runs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,  # noqa: F401 - re-exported
     LOCK_FILE,  # noqa: F401 - re-exported
@@ -101,9 +101,9 @@ from idinvert.core.training.runs import (
     stored_config,
     summary,
 )
-from idinvert.core.training.splits import resolve_data_fn
+from idinvert.training.splits import resolve_data_fn
 
-DEFAULT_DATA = "idinvert.core.training.faces:iter_faces"
+DEFAULT_DATA = "idinvert.training.faces:iter_faces"
 CHECKPOINT_FORMAT = "idinvert-gan-checkpoint"
 CHECKPOINT_VERSION = 1
 

@@ -2,7 +2,7 @@
 
 Also runnable as a module (what ``torchrun`` needs before the commands are wired)::
 
-    torchrun --nproc_per_node=2 -m idinvert.core.training.encoder_cli encoder --gan RUN ...
+    torchrun --nproc_per_node=2 -m idinvert.training.encoder_cli encoder --gan RUN ...
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from idinvert.core.training.cli_options import (
+from idinvert.training.cli_options import (
     base_config,
     channels_last_option,
     end_state,
@@ -127,7 +127,7 @@ def encoder_command(
     gan_run: Path | None, out: Path, resume: bool, dry_run: bool, **options: Any
 ) -> None:
     """Train the domain-guided encoder against a trained GAN (resumable; Ctrl-C saves)."""
-    from idinvert.core.training.encoder_train import (
+    from idinvert.training.encoder_train import (
         CHECKPOINT_FILE,
         EncoderTrainConfig,
         load_run_config,
@@ -168,8 +168,8 @@ def encoder_command(
 
 def _print_encoder_sizes(cfg: Any) -> None:
     from idinvert.core.models.encoder import Encoder
-    from idinvert.core.training.encoder_train import load_gan_parts
-    from idinvert.core.training.gan import count_parameters
+    from idinvert.training.encoder_train import load_gan_parts
+    from idinvert.training.gan import count_parameters
 
     if not cfg.gan_run:
         click.echo(json.dumps(cfg.to_dict(), indent=2))
@@ -257,7 +257,7 @@ def _print_encoder_sizes(cfg: Any) -> None:
     "--data",
     type=str,
     default=None,
-    help="Renderer module:function (default idinvert.core.training.faces:iter_faces).",
+    help="Renderer module:function (default idinvert.training.faces:iter_faces).",
 )
 @click.option(
     "--data-seed",
@@ -299,13 +299,13 @@ def boundary_command(
 
     from idinvert.core.boundaries import parse_layers
     from idinvert.core.modeldir import load_model_dir
-    from idinvert.core.training.boundary_train import (
+    from idinvert.training.boundary_train import (
         BoundaryTrainConfig,
         ensure_classifier,
         train_boundaries,
     )
-    from idinvert.core.training.classifier import ClassifierTrainConfig
-    from idinvert.core.training.splits import DEFAULT_DATA
+    from idinvert.training.classifier import ClassifierTrainConfig
+    from idinvert.training.splits import DEFAULT_DATA
 
     if not attributes and not all_attributes:
         raise click.UsageError("name an --attribute or pass --all")
@@ -445,7 +445,7 @@ def export_command(
     overwrite: bool,
 ) -> None:
     """Assemble a model directory (fp16 safetensors, config.json, model card)."""
-    from idinvert.core.training.export import WEIGHT_BUDGET_MIB, build_model_dir
+    from idinvert.training.export import WEIGHT_BUDGET_MIB, build_model_dir
 
     try:
         result = build_model_dir(

@@ -1,7 +1,7 @@
 """Data splits of the procedural face domain and in-memory rendering of labelled faces.
 
 Face ``i`` of data set ``s`` is drawn from ``SeedSequence([s, i])``
-(:func:`idinvert.core.training.faces.face_rng`), so two data sets with different seeds share no
+(:func:`idinvert.training.faces.face_rng`), so two data sets with different seeds share no
 face. The split rule is therefore on the *data set seed*:
 
 * ``0 <= s < TRAIN_SEED_LIMIT`` (2²⁹): training streams — the GAN (``--seed``), the encoder
@@ -25,7 +25,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_DATA = "idinvert.core.training.faces:iter_faces"
+DEFAULT_DATA = "idinvert.training.faces:iter_faces"
 TRAIN_SEED_LIMIT = 1 << 29
 VALIDATION_SEED_BASE = 1 << 29
 EVAL_SEED_BASE = 1 << 30

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from idinvert.core.boundaries import Boundary, save_boundary
 from idinvert.core.models.generator import Generator
-from idinvert.core.training.classifier import (
+from idinvert.training.classifier import (
     CLASSIFIER_JSON,
     AttributeClassifier,
     ClassifierTrainConfig,
@@ -55,7 +55,7 @@ from idinvert.core.training.classifier import (
     save_classifier,
     train_classifier,
 )
-from idinvert.core.training.splits import (
+from idinvert.training.splits import (
     DEFAULT_DATA,
     check_train_seed,
     render_faces,

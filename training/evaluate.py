@@ -1,7 +1,7 @@
 """``idinvert eval``: reconstruction and editing quality of three inversion methods.
 
 On ``n`` held-out renders (faces ``0..n-1`` of data set ``EVAL_SEED_BASE + seed``, a stream no
-training command can use, see :mod:`idinvert.core.training.splits`) we compare, at equal
+training command can use, see :mod:`idinvert.training.splits`) we compare, at equal
 optimisation steps and learning rate:
 
 * ``encoder`` — the domain-guided encoder alone, ``z = E(x)``;
@@ -41,9 +41,9 @@ from idinvert.core.boundaries import load_boundary, model_boundaries
 from idinvert.core.inversion import InversionSettings, encode, invert, synthesize
 from idinvert.core.modeldir import ModelBundle, load_model_dir
 from idinvert.core.models.perceptual import PerceptualNet
-from idinvert.core.training.boundary_train import edit_codes, read_report
-from idinvert.core.training.classifier import AttributeClassifier, load_classifier, predict_logits
-from idinvert.core.training.splits import (
+from idinvert.training.boundary_train import edit_codes, read_report
+from idinvert.training.classifier import AttributeClassifier, load_classifier, predict_logits
+from idinvert.training.splits import (
     DEFAULT_DATA,
     EVAL_SEED_BASE,
     eval_seed,
@@ -112,7 +112,7 @@ def find_lpips(device: torch.device | str) -> LpipsFn | None:
 
 
 def _find_perceptual(device: torch.device | str) -> PerceptualNet | None:
-    from idinvert.core.training.encoder_train import find_perceptual_net
+    from idinvert.training.encoder_train import find_perceptual_net
 
     return find_perceptual_net(device)
 

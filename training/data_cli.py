@@ -1,7 +1,7 @@
 """``idinvert data``: commands that make the synthetic training data.
 
 The main CLI attaches :data:`data_group`; ``idinvert data render --n N --seed S --out DIR``
-writes a labelled face data set (see :func:`idinvert.core.training.faces.render_dataset`).
+writes a labelled face data set (see :func:`idinvert.training.faces.render_dataset`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from idinvert.core.training.faces import ATTRIBUTES, render_dataset
+from idinvert.training.faces import ATTRIBUTES, render_dataset
 
 data_group = click.Group(
     name="data",

@@ -5,7 +5,7 @@ on :data:`train_group` with ``@train_group.command(...)``.
 
 Also runnable as a module, which is what ``torchrun`` needs for multi-process CPU training::
 
-    torchrun --nproc_per_node=2 -m idinvert.core.training.train_cli gan --out RUN --threads 1
+    torchrun --nproc_per_node=2 -m idinvert.training.train_cli gan --out RUN --threads 1
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from idinvert.core.training.cli_options import (
+from idinvert.training.cli_options import (
     base_config,
     channels_last_option,
     end_state,
@@ -115,7 +115,7 @@ def _fp16_mib(numel: int) -> float:
     "--data",
     type=str,
     default=None,
-    help="Renderer as module:function (default idinvert.core.training.faces:iter_faces).",
+    help="Renderer as module:function (default idinvert.training.faces:iter_faces).",
 )
 @click.option(
     "--checkpoint-minutes",
@@ -135,7 +135,7 @@ def _fp16_mib(numel: int) -> float:
 )
 def gan_command(out: Path, resume: bool, dry_run: bool, **options: Any) -> None:
     """Train the StyleGAN generator on procedural faces (resumable; Ctrl-C saves and stops)."""
-    from idinvert.core.training.gan import (
+    from idinvert.training.gan import (
         CHECKPOINT_FILE,
         GanTrainConfig,
         load_run_config,
@@ -173,8 +173,8 @@ def _print_sizes(cfg: Any) -> None:
     import json
 
     from idinvert.core.models.generator import Generator
-    from idinvert.core.training.discriminator import Discriminator
-    from idinvert.core.training.gan import count_parameters
+    from idinvert.training.discriminator import Discriminator
+    from idinvert.training.gan import count_parameters
 
     g_cfg, d_cfg = cfg.generator_config(), cfg.discriminator_config()
     n_g = count_parameters(Generator(g_cfg))
@@ -187,7 +187,7 @@ def _print_sizes(cfg: Any) -> None:
 
 
 def _attach_encoder_commands() -> None:
-    from idinvert.core.training.encoder_cli import boundary_command, encoder_command, export_command
+    from idinvert.training.encoder_cli import boundary_command, encoder_command, export_command
 
     for command in (encoder_command, boundary_command, export_command):
         train_group.add_command(command)
