@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from idinvert.core.errors import ModelFormatError
+from idinvert.core.models import assign_state, build_without_init
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator, GeneratorConfig
 from idinvert.core.models.perceptual import PerceptualConfig, PerceptualNet
@@ -260,7 +261,14 @@ def save_model_dir(
         save_file(
             _state_to_save(b.encoder, dtype), str(tmp / ENCODER_FILE), metadata={"format": "pt"}
         )
-        external_vgg = b.path is not None and not (Path(b.path) / PERCEPTUAL_FILE).is_file()
+        # torchvision's VGG16 may be declared without shipping it (resolved at load time);
+        # the official caffe VGG16 is always written.
+        external_vgg = (
+            b.config.perceptual is not None
+            and b.config.perceptual.preprocessing == "torchvision"
+            and b.path is not None
+            and not (Path(b.path) / PERCEPTUAL_FILE).is_file()
+        )
         if b.perceptual is not None and not external_vgg:
             save_file(
                 _state_to_save(b.perceptual, dtype),
@@ -323,7 +331,7 @@ def _load_weights(net: nn.Module, path: Path) -> None:
         )
         raise ModelFormatError(f"{path}: weights do not match config.json ({detail})")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    net.load_state_dict(state, strict=False)
+    assign_state(net, state)
 
 
 def _external_torchvision_vgg(config: PerceptualConfig) -> tuple[PerceptualNet | None, str | None]:
@@ -361,17 +369,17 @@ def load_model_dir(model_dir: str | Path, device: torch.device | str = "cpu") ->
     """Load a model directory into frozen, eval-mode networks on ``device``."""
     model_dir = Path(model_dir)
     config = read_model_config(model_dir)
-    generator = Generator(config.generator)
+    generator = build_without_init(lambda: Generator(config.generator))
     _load_weights(generator, model_dir / GENERATOR_FILE)
-    encoder = Encoder(config.encoder)
+    encoder = build_without_init(lambda: Encoder(config.encoder))
     _load_weights(encoder, model_dir / ENCODER_FILE)
     perceptual = None
     missing_reason = None
     if config.perceptual is not None:
-        perceptual = PerceptualNet(config.perceptual)
         if (
             model_dir / PERCEPTUAL_FILE
         ).is_file() or config.perceptual.preprocessing != "torchvision":
+            perceptual = build_without_init(lambda: PerceptualNet(config.perceptual))
             _load_weights(perceptual, model_dir / PERCEPTUAL_FILE)
         else:
             perceptual, missing_reason = _external_torchvision_vgg(config.perceptual)

@@ -19,6 +19,7 @@ import torch
 
 from idinvert.core.boundaries import Boundary
 from idinvert.core.errors import ModelFormatError
+from idinvert.core.models import assign_state, build_without_init
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator, GeneratorConfig
 from idinvert.core.models.perceptual import CONV_INDICES, PerceptualConfig, PerceptualNet
@@ -39,11 +40,7 @@ def load_official_checkpoint(path: str | Path) -> StateDict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFormatError(
-            f"{path}: not a loadable PyTorch state dict ({first_line}). Expected an official "
-            "IDInvert .pth file holding plain tensors."
-        ) from None
+        raise ModelFormatError(f"{path}: {_describe_refusal(exc)}") from None
     if (
         isinstance(state, Mapping)
         and "state_dict" in state
@@ -55,6 +52,37 @@ def load_official_checkpoint(path: str | Path) -> StateDict:
     ):
         raise ModelFormatError(f"{path}: expected a flat {{name: tensor}} state dict")
     return dict(state)
+
+
+_ACCEPTED = (
+    "Accepted: an official IDInvert .pth file, i.e. a flat {name: tensor} state dict saved with "
+    "torch.save (it loads with weights_only=True; nothing in it is executed)."
+)
+
+
+def _describe_refusal(exc: Exception) -> str:
+    """What was wrong with a checkpoint torch refused, in our words (never torch's advice to
+    turn the safe loader off)."""
+    text = str(exc)
+    found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", text)
+    if found:
+        return (
+            "refused: the file is a pickle that would build Python objects other than tensors "
+            f"(it references {found.group(1)}), which could run code when loaded. " + _ACCEPTED
+        )
+    if isinstance(exc, (KeyError, EOFError)) or any(
+        m in text.lower() for m in ("zip archive", "invalid load key", "magic number", "operand")
+    ):
+        return "not a PyTorch checkpoint (unreadable as torch.save output; truncated or a " + (
+            "different format?). " + _ACCEPTED
+        )
+    if "Weights only load failed" in text:
+        return (
+            "refused: the file holds something other than plain tensors, which the safe "
+            "loader does not rebuild. " + _ACCEPTED
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"could not be read as a PyTorch state dict ({first}). " + _ACCEPTED
 
 
 def sha256_of_file(path: str | Path) -> str:
@@ -78,7 +106,10 @@ def infer_generator_config(state: StateDict, **overrides: object) -> GeneratorCo
     Resolution from the last ``synthesis.output{k}`` index (``R = 4 · 2^k``), ``z_dim`` from
     ``mapping.dense0``, ``w_dim`` from ``w_avg``, mapping depth from the dense count, channel
     widths from the conv shapes (``fmaps_max`` = width at 4 px, ``fmaps_base`` the smallest
-    base reproducing every width), ``fused_scale`` from the weight layouts.
+    base reproducing every width), ``fused_scale`` from the keys: an official fused
+    up-convolution block holds its kernel as ``synthesis.layer{i}.weight`` in TF layout
+    ``[3, 3, C_in, C_out]`` (no ``conv`` submodule), a plain one as
+    ``synthesis.layer{i}.conv.weight`` ``[C_out, C_in, 3, 3]``.
     """
     what = "generator checkpoint"
     outputs = [
@@ -106,8 +137,19 @@ def infer_generator_config(state: StateDict, **overrides: object) -> GeneratorCo
     fused: dict[int, bool] = {}
     for i in range(2, num_layers, 2):
         res = 2 ** (i // 2 + 2)
-        shape = _shape(state, f"synthesis.layer{i}.conv.weight", what)
-        fused[res] = shape[:2] == (3, 3) and shape[2:] != (3, 3)
+        fused_key, plain_key = f"synthesis.layer{i}.weight", f"synthesis.layer{i}.conv.weight"
+        if fused_key in state and plain_key in state:
+            raise ModelFormatError(
+                f"{what}: both '{fused_key}' (fused up-convolution) and '{plain_key}' are present"
+            )
+        fused[res] = fused_key in state
+        shape = _shape(state, fused_key if fused[res] else plain_key, what)
+        if len(shape) != 4 or (fused[res] and shape[:2] != (3, 3)):
+            layout = "[3, 3, in, out]" if fused[res] else "[out, in, 3, 3]"
+            raise ModelFormatError(
+                f"{what}: '{fused_key if fused[res] else plain_key}' has shape {list(shape)}, "
+                f"expected {layout}"
+            )
         widths[res] = shape[3] if fused[res] else shape[0]
     fmaps_max = widths[4]
     fmaps_base = next(
@@ -206,6 +248,11 @@ def _check_keys(
     return {k: state[k] for k in expected if k in state}
 
 
+def _as_float32(state: StateDict) -> StateDict:
+    """Floating tensors as contiguous float32 (integer counters unchanged)."""
+    return {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+
+
 _GENERATOR_DROPPABLE = re.compile(
     r"synthesis\.output\d+\.(conv\.weight|bias)|synthesis\.lod|synthesis\.layer\d+\.blur\.kernel|"
     r"truncation\.truncation"
@@ -222,26 +269,26 @@ def convert_generator(
     dropped (they are fixed or unused); any other unexpected key is an error.
     """
     config = config or infer_generator_config(state)
-    net = Generator(config)
+    net = build_without_init(lambda: Generator(config))
     clean = _check_keys(net, state, "generator checkpoint")
     unexpected = sorted(k for k in set(state) - set(clean) if not _GENERATOR_DROPPABLE.fullmatch(k))
     if unexpected:
         raise ModelFormatError(
             f"generator checkpoint: unexpected keys: {', '.join(unexpected[:12])}"
         )
-    net.load_state_dict(clean, strict=True)
+    assign_state(net, _as_float32(clean))
     return net.eval(), config
 
 
 def convert_encoder(state: StateDict, num_layers: int) -> tuple[Encoder, EncoderConfig]:
     """Load an official encoder state dict into an :class:`Encoder` with ``num_layers`` codes."""
     config = infer_encoder_config(state, num_layers)
-    net = Encoder(config)
+    net = build_without_init(lambda: Encoder(config))
     clean = _check_keys(net, state, "encoder checkpoint", optional=_ENCODER_BATCH_COUNTERS)
     unexpected = sorted(set(state) - set(net.state_dict()))
     if unexpected:
         raise ModelFormatError(f"encoder checkpoint: unexpected keys: {', '.join(unexpected[:12])}")
-    net.load_state_dict(clean, strict=False)
+    assign_state(net, _as_float32(clean))
     return net.eval(), config
 
 

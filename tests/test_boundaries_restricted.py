@@ -16,7 +16,7 @@ import pytest
 from idinvert.core.boundaries import load_boundary, load_official_boundary, read_npy_restricted
 from idinvert.core.errors import ModelFormatError
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
 OFFICIAL = REFERENCE / "boundaries"
 #: Default layers of the official boundaries (reference SUMMARY §7).
 EXPECTED_LAYERS = {
@@ -33,10 +33,8 @@ EXPECTED_LAYERS = {
     },
     "stylegan_tower256": {n: list(range(14)) for n in ("clouds", "sunny", "vegetation")},
 }
-needs_reference = pytest.mark.skipif(not OFFICIAL.is_dir(), reason="reference boundaries absent")
 
 
-@needs_reference
 @pytest.mark.parametrize("domain", sorted(EXPECTED_LAYERS))
 def test_official_boundary_files_load(domain: str) -> None:
     files = sorted((OFFICIAL / domain).glob("*.npy"))
@@ -50,7 +48,6 @@ def test_official_boundary_files_load(domain: str) -> None:
         assert load_boundary(f).layers == b.layers  # the generic entry point agrees
 
 
-@needs_reference
 def test_official_file_matches_trusted_numpy_load() -> None:
     """Same values as numpy's own (unsafe) loader, on a file we trust."""
     f = OFFICIAL / "stylegan_ffhq256" / "age.npy"

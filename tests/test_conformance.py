@@ -175,7 +175,10 @@ def test_masked_inversion_matches_official_diffusion(bundle, cfg):
     np.testing.assert_allclose(
         result.init_codes.numpy(), V.load("diffusion_init_code.npy"), atol=1e-4
     )
-    assert np.abs(result.codes.numpy() - V.load("diffusion_5_final_code.npy")).max() < 2e-3
+    # The vectors' README: atol 1e-2 and mean < 1e-3 (a float64 re-run of the official math
+    # lands up to 4.4e-3 away; masked losses leave near-zero gradients for Adam to amplify).
+    diff = np.abs(result.codes.numpy() - V.load("diffusion_5_final_code.npy"))
+    assert diff.max() < 1e-2 and diff.mean() < 1e-3
     np.testing.assert_allclose(
         result.history["total"], np.array(run["per_step"]["loss"]), rtol=1e-3
     )

@@ -69,21 +69,11 @@ def metric(tv_state: dict):
 
 
 def _face(size: int = 64, index: int = 1) -> torch.Tensor:
-    """A real photo (reference example) or, if absent, a smooth synthetic image; [1, 3, S, S]."""
+    """An official example face (a real photo in the repository), ``[1, 3, S, S]`` in [-1, 1]."""
     from PIL import Image
 
-    path = (
-        Path(__file__).resolve().parents[1].parent
-        / "shared"
-        / "reference"
-        / "examples"
-        / f"{index:06d}.png"
-    )
-    if path.is_file():
-        img = np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR))
-    else:
-        yy, xx = np.mgrid[0:size, 0:size] / size
-        img = np.stack([np.sin(6 * xx + index), np.cos(5 * yy), xx * yy], -1) * 127 + 128
+    path = Path(__file__).resolve().parent / "data" / "reference" / "examples" / f"{index:06d}.png"
+    img = np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR))
     return torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
 
 

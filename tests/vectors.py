@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DEFAULT_VECTORS = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "vectors" / "A"
-)
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
+"""The official reference material copied into the repository (see its README.md)."""
+DEFAULT_VECTORS = REFERENCE / "vectors" / "A"
 
 _VGG_CONVS = [
     (0, 3, 64),
@@ -33,7 +33,7 @@ _VGG_CONVS = [
 
 
 def vectors_dir() -> Path:
-    """Directory of the vector set under test (``IDINVERT_VECTORS`` or ``../shared/.../A``)."""
+    """Directory of the vector set under test (``IDINVERT_VECTORS`` or the bundled set A)."""
     return Path(os.environ.get("IDINVERT_VECTORS", DEFAULT_VECTORS))
 
 

@@ -146,7 +146,7 @@ class Truncation(nn.Module):
     def coefficients(self, psi: float, layers: int | None = None) -> torch.Tensor:
         """Per-layer coefficients ``[1, L, 1]``: ψ for the first ``layers`` layers, else 1."""
         n = self.config.truncation_layers if layers is None else layers
-        coef = torch.ones(1, self.config.num_layers, 1)
+        coef = torch.ones(1, self.config.num_layers, 1, device="cpu")  # a constant, never meta
         coef[:, :n] = psi
         return coef
 
@@ -254,8 +254,10 @@ class ConvBlock(nn.Module):
         resolution: output resolution.
         w_dim: code dimension D.
         upsample: double the resolution first (nearest neighbour, or fused transposed conv).
-        fused: use the fused up-convolution; its weight is stored in TF layout
-            ``[3, 3, C_in, C_out]``; otherwise ``[C_out, C_in, 3, 3]``.
+        fused: use the fused up-convolution. Its kernel is the parameter ``weight`` of the
+            block itself, in TF layout ``[3, 3, C_in, C_out]`` (the official checkpoint key
+            ``synthesis.layer{i}.weight``); otherwise the kernel is ``conv.weight``,
+            ``[C_out, C_in, 3, 3]``. :attr:`kernel` returns either.
     """
 
     def __init__(
@@ -273,9 +275,11 @@ class ConvBlock(nn.Module):
         self.upsample = upsample
         self.fused = fused
         self.scale = math.sqrt(2.0) / math.sqrt(in_channels * 9)
-        shape = (3, 3, in_channels, out_channels) if fused else (out_channels, in_channels, 3, 3)
-        self.conv = nn.Module()
-        self.conv.weight = nn.Parameter(torch.randn(shape))
+        if fused:
+            self.weight = nn.Parameter(torch.randn(3, 3, in_channels, out_channels))
+        else:
+            self.conv = nn.Module()
+            self.conv.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         if upsample:
             self.blur = nn.Module()
             self.blur.register_buffer("kernel", blur_kernel(out_channels), persistent=False)
@@ -283,9 +287,9 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, randomize_noise: bool) -> torch.Tensor:
         """``x [B, C_in, r, r]`` (``r/2`` when upsampling) → ``[B, C_out, r, r]``."""
-        x = x.to(self.conv.weight.dtype)
+        x = x.to(self.kernel.dtype)
         if self.fused:
-            kernel = fused_upsample_kernel(self.conv.weight, self.scale)
+            kernel = fused_upsample_kernel(self.weight, self.scale)
             x = F.conv_transpose2d(x, kernel, stride=2, padding=1)
         else:
             if self.upsample:
@@ -294,6 +298,12 @@ class ConvBlock(nn.Module):
         if self.upsample:
             x = F.conv2d(x, self.blur.kernel, padding=1, groups=x.shape[1])
         return self.epilogue(x, w, randomize_noise)
+
+    @property
+    def kernel(self) -> nn.Parameter:
+        """The 3×3 kernel parameter: ``weight`` ``[3, 3, C_in, C_out]`` when fused, else
+        ``conv.weight`` ``[C_out, C_in, 3, 3]``."""
+        return self.weight if self.fused else self.conv.weight
 
     def extra_repr(self) -> str:
         return f"upsample={self.upsample}, fused={self.fused}"

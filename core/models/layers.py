@@ -96,8 +96,12 @@ class BatchNormBlock(nn.Module):
 
 
 def blur_kernel(channels: int) -> torch.Tensor:
-    """Depthwise ``[1, 2, 1]^T [1, 2, 1] / 16`` kernel, shape ``[channels, 1, 3, 3]``."""
-    k1 = torch.tensor([1.0, 2.0, 1.0])
+    """Depthwise ``[1, 2, 1]^T [1, 2, 1] / 16`` kernel, shape ``[channels, 1, 3, 3]``.
+
+    Always built on the CPU (also inside a ``torch.device("meta")`` context): it is a constant
+    that no weight file carries, see :func:`idinvert.core.models.build_without_init`.
+    """
+    k1 = torch.tensor([1.0, 2.0, 1.0], device="cpu")
     k2 = torch.outer(k1, k1)
     return (k2 / k2.sum()).expand(channels, 1, 3, 3).contiguous()
 

@@ -88,12 +88,14 @@ class PerceptualNet(nn.Module):
         for idx in CONV_INDICES:
             cin, cout = _CHANNELS[idx]
             self.add_module(f"layer{idx}", nn.Conv2d(cin, cout, 3, padding=1))
+        cpu = torch.device("cpu")  # constants, also when the layers are built on "meta"
         if self.config.preprocessing == "caffe":
-            shift = torch.tensor(CAFFE_MEAN_BGR)
-            scale = torch.full((3,), 127.5)
+            shift = torch.tensor(CAFFE_MEAN_BGR, device=cpu)
+            scale = torch.full((3,), 127.5, device=cpu)
         else:
-            shift = torch.tensor(IMAGENET_MEAN_RGB) / torch.tensor(IMAGENET_STD_RGB)
-            scale = 0.5 / torch.tensor(IMAGENET_STD_RGB)
+            std = torch.tensor(IMAGENET_STD_RGB, device=cpu)
+            shift = torch.tensor(IMAGENET_MEAN_RGB, device=cpu) / std
+            scale = 0.5 / std
         # Inputs x in [-1, 1] are mapped affinely: y = (x + 1) * scale - shift (per channel,
         # after the channel permutation for caffe).
         self.register_buffer("input_scale", scale.view(1, 3, 1, 1), persistent=False)
