@@ -33,6 +33,18 @@ def test_card_config_and_boundaries():
     assert len(boundaries) >= 6, boundaries
 
 
+def test_card_shows_the_generator_figures_and_a_small_sample_grid():
+    gen = json.loads((BUNDLED / "eval.json").read_text())["generator"]
+    assert gen["n_samples"] >= 5000 and gen["n_renders"] >= 5000 and gen["psi"] == 1.0
+    assert gen["kid"] > 0 and gen["fid"] > 0 and "relu5_3" in gen["features"]["layer"]
+    card = (BUNDLED / "README.md").read_text()
+    assert f"KID **{gen['kid']:.5f}**" in card and "![samples](samples.png)" in card
+    grid = BUNDLED / "samples.png"
+    assert grid.stat().st_size < 400_000
+    size = json.loads((BUNDLED / "config.json").read_text())["generator"]["resolution"]
+    assert Image.open(grid).size == (8 * size, 4 * size)
+
+
 def test_default_model_loads_offline_without_network(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
     code = (

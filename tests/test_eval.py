@@ -133,12 +133,20 @@ def test_eval_cli_json_and_table(runs: dict[str, Path], tmp_path: Path) -> None:
             "cpu",
             "--threads",
             "1",
+            "--gen-n",
+            "8",
             "--no-progress",
         ],
     )
     assert res.exit_code == 0, res.output
     result = json.loads(out.read_text())
     _check_shape(result)
+    gen = result["generator"]
+    if gen["kid"] is not None:  # VGG16 weights found
+        assert gen["n_samples"] == gen["n_renders"] == 8 and math.isfinite(gen["fid"])
+        assert gen["features"]["image_size"] == 64 and "relu5_3" in gen["features"]["layer"]
+        assert set(gen["labels"]["attributes"]) == {"smile", "eyeglasses"} or gen["labels"]
+        assert "generator: KID" in res.output
     rec = result["reconstruction"]
     assert rec["mse_optimization"]["mse"] < rec["encoder"]["mse"]  # 3 pixel-MSE steps help
     assert rec["encoder"]["lpips"] is None and result["config"]["perceptual"]["weight_used"] == 0
@@ -286,3 +294,67 @@ def test_check_targets_reads_the_paper_claims_off_a_result() -> None:
     assert t["in_domain_beats_mse_only"]["met"]
     result["reconstruction"]["in_domain"]["mse"] = 0.031
     assert not check_targets(result)["in_domain_mse_vs_encoder"]["met"]
+
+
+# ------------------------------------------------------------------------------ generator section
+
+
+def test_kid_unbiased_estimator_on_a_hand_computed_case() -> None:
+    from idinvert.training.gan_metrics import kid, kid_mmd2
+
+    # d = 1, k(a, b) = (ab + 1)^3: k(0, 1) = k(0, 2) = k(0, 0) = 1, k(1, 2) = 27.
+    x, y = np.array([[0.0], [1.0]]), np.array([[0.0], [2.0]])
+    # xx: (1 + 1) / 2 = 1; yy: 1; xy: (1 + 1 + 1 + 27) / 4 = 7.5  ->  1 + 1 - 15
+    assert kid_mmd2(x, y) == pytest.approx(-13.0)
+    assert kid(x, y, subsets=3)[0] == pytest.approx(-13.0)
+    with pytest.raises(ValueError):
+        kid_mmd2(x[:1], y)
+
+
+def test_kid_and_fid_separate_distributions() -> None:
+    from idinvert.training.gan_metrics import fid, kid
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((400, 16)), rng.standard_normal((400, 16))
+    same, _ = kid(a, b, subsets=5, subset_size=200)
+    shifted, _ = kid(a, b + 1.0, subsets=5, subset_size=200)
+    assert abs(same) < 0.02 and shifted > 0.3
+    assert kid(a, a, subsets=1, subset_size=400)[0] < 1e-2  # a set against itself: ~0
+    assert fid(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert fid(a, b + 1.0) == pytest.approx(16.0, rel=0.15)  # ||shift||^2 dominates
+
+
+def test_label_stats_and_feature_net_shapes() -> None:
+    from idinvert.training.gan_metrics import VggFeatures, label_stats, vgg16_features
+
+    pred_s = np.array([[1, 0], [1, 1], [0, 0], [1, 0]], bool)
+    pred_r = np.array([[0, 0], [1, 1], [0, 0], [0, 0]], bool)
+    st = label_stats(pred_s, pred_r, pred_r, ["a", "b"])
+    assert st["attributes"]["a"] == {
+        "samples": 0.75,
+        "renders": 0.25,
+        "renders_true": 0.25,
+        "gap": 0.5,
+    }
+    assert st["mean_gap"] == pytest.approx(0.25)
+    torch.manual_seed(0)
+    random = vgg16_features(29).state_dict()
+    net = VggFeatures({f"features.{k}": v for k, v in random.items()}, 64)
+    f = net(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert f.shape == (2, 512) and f.dtype == torch.float32 and (f >= 0).all()
+
+
+def test_generator_only_cli(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "gen.json"
+    args = ["--model", str(runs["model"]), "--generator-only", "--gen-n", "6", "--no-progress"]
+    res = CliRunner().invoke(eval_command, [*args, "--json", str(out), "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    gen = json.loads(out.read_text())["generator"]
+    if gen["kid"] is None:
+        pytest.skip("no VGG16 weights")
+    assert gen["n_samples"] == 6 and gen["psi"] == 1.0 and gen["render_seed"] == EVAL_SEED_BASE
+    assert "reconstruction" not in json.loads(out.read_text())
+    res = CliRunner().invoke(
+        eval_command, ["--model", str(runs["model"]), "--generator-only", "--gen-n", "0"]
+    )
+    assert res.exit_code != 0 and "--gen-n" in res.output

@@ -92,6 +92,26 @@ import click
 @click.option(
     "--workers", type=click.IntRange(0), default=0, show_default=True, help="Rendering processes."
 )
+@click.option(
+    "--gen-n",
+    type=click.IntRange(0, 1_000_000),
+    default=5000,
+    show_default=True,
+    help="Generator section: KID/FID between this many samples (psi 1) and as many held-out "
+    "renders on VGG16 relu5_3 mean-pooled features, plus the classifier's label rates (0 skips).",
+)
+@click.option(
+    "--gen-image-size",
+    type=click.IntRange(32, 512),
+    default=64,
+    show_default=True,
+    help="VGG16 input side of the generator section.",
+)
+@click.option(
+    "--generator-only",
+    is_flag=True,
+    help="Only the generator section (no inversion; needs no boundaries).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def eval_command(
     model_ref: str | None,
@@ -110,6 +130,9 @@ def eval_command(
     device: str,
     threads: int | None,
     workers: int,
+    gen_n: int,
+    gen_image_size: int,
+    generator_only: bool,
     progress: bool,
 ) -> None:
     """Evaluate reconstruction and editing of a model on held-out renders."""
@@ -117,7 +140,13 @@ def eval_command(
 
     from idinvert.core.device import resolve_device
     from idinvert.hub.resolve import resolve_model
-    from idinvert.training.evaluate import EvalConfig, evaluate, format_table
+    from idinvert.training.evaluate import (
+        EvalConfig,
+        evaluate,
+        evaluate_generator,
+        format_generator,
+        format_table,
+    )
 
     if threads:
         torch.set_num_threads(threads)
@@ -135,12 +164,22 @@ def eval_command(
         attributes=tuple(attributes) or None,
         lpips=lpips,
         workers=workers,
+        gen_n=gen_n if gen_n != 1 else 2,
+        gen_image_size=gen_image_size,
     )
+    if generator_only and gen_n == 0:
+        raise click.UsageError("--generator-only needs --gen-n > 0")
     try:
-        result = evaluate(model_dir, cfg, resolve_device(device), progress=progress)
+        if generator_only:
+            result = evaluate_generator(model_dir, cfg, resolve_device(device), progress)
+        else:
+            result = evaluate(model_dir, cfg, resolve_device(device), progress=progress)
     except (FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(format_table(result))
+    if generator_only:
+        click.echo("\n".join(format_generator(result["generator"])))
+    else:
+        click.echo(format_table(result))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")

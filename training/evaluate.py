@@ -77,6 +77,11 @@ class EvalConfig:
         lpips: compute LPIPS when a real metric is available.
         data: renderer (``None`` = the classifier's training renderer).
         workers: rendering processes.
+        gen_n: generator section: KID/FID between this many samples (ψ = 1) and as many
+            held-out renders, plus classifier label statistics (0 = skip, the library default;
+            ``idinvert eval`` uses 5000). See :mod:`idinvert.training.gan_metrics`.
+        gen_image_size: VGG16 input side of the generator section.
+        gen_kid_subsets: KID subsets (of ``min(1000, gen_n)`` images each).
     """
 
     n: int = 64
@@ -92,10 +97,15 @@ class EvalConfig:
     lpips: bool = True
     data: str | None = None
     workers: int = 0
+    gen_n: int = 0
+    gen_image_size: int = 64
+    gen_kid_subsets: int = 100
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.steps < 0 or self.batch_size < 1:
             raise ValueError("n and batch_size must be positive and steps >= 0")
+        if self.gen_n < 0 or self.gen_n == 1:
+            raise ValueError(f"gen_n must be 0 (skip) or >= 2, got {self.gen_n}")
         if self.baseline_init not in ("encoder", "mean"):
             raise ValueError(f"baseline_init must be encoder or mean, got {self.baseline_init!r}")
         if self.distance is not None and not self.distance > 0:
@@ -332,8 +342,65 @@ def evaluate(
             "seconds": round(time.perf_counter() - start, 1),
         },
     }
+    if cfg.gen_n > 0:
+        result["generator"] = generator_section(bundle, classifier, cfg, data, progress)
+    result["config"]["seconds"] = round(time.perf_counter() - start, 1)
     result["targets"] = check_targets(result)
     return result
+
+
+def generator_section(
+    bundle: ModelBundle,
+    classifier: AttributeClassifier | None,
+    cfg: EvalConfig,
+    data: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """KID/FID (VGG16 features) of ``cfg.gen_n`` samples (ψ = 1, z seed ``cfg.seed``) vs as many
+    held-out renders (data set ``2^30 + cfg.seed``), and classifier label statistics; see
+    :func:`idinvert.training.gan_metrics.generator_quality`."""
+    from idinvert.training.gan_metrics import GeneratorEvalConfig, generator_quality
+
+    gcfg = GeneratorEvalConfig(
+        n=cfg.gen_n,
+        seed=cfg.seed,
+        image_size=cfg.gen_image_size,
+        kid_subsets=cfg.gen_kid_subsets,
+        workers=cfg.workers,
+    )
+    return generator_quality(
+        bundle.generator, gcfg, classifier=classifier, data=data, progress=progress
+    )
+
+
+def evaluate_generator(
+    model_dir: str | Path,
+    cfg: EvalConfig,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Only the generator section of :func:`evaluate` (no inversion, no boundaries needed; the
+    label statistics need ``classifier.safetensors``). Returns ``{"generator": ..., "config":
+    ...}``."""
+    start = time.perf_counter()
+    model_dir = Path(model_dir)
+    bundle = load_model_dir(model_dir, device)
+    classifier, cinfo = None, {}
+    if (model_dir / "classifier.safetensors").is_file():
+        classifier, cinfo = load_classifier(model_dir, bundle.device)
+    data = cfg.data or cinfo.get("data", {}).get("renderer") or DEFAULT_DATA
+    gen = generator_section(bundle, classifier, cfg, data, progress)
+    return {
+        "generator": gen,
+        "config": {
+            "model": str(model_dir),
+            "model_name": bundle.config.name,
+            "renderer": data,
+            "threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "seconds": round(time.perf_counter() - start, 1),
+        },
+    }
 
 
 TARGETS = {
@@ -341,7 +408,14 @@ TARGETS = {
     "mse_ratio": 0.5,
     "edit_success": 0.8,
     "edit_preserved": 0.85,
+    # issue 12 (bundled model v2): absolute reconstruction targets and the generator's KID
+    "in_domain_lpips": 0.10,
+    "in_domain_mse": 0.02,
+    "generator_kid_vs_v1": 1 / 3,
 }
+#: faces64 v1's generator KID (VGG16 relu5_3 mean-pooled features at 64 px, 5000 samples ψ = 1
+#: vs 5000 renders of eval seed 0; see README_TRAINING.md): the reference of the KID target.
+V1_GENERATOR_KID: float | None = 0.25883
 
 
 def check_targets(result: dict[str, Any]) -> dict[str, Any]:
@@ -366,12 +440,17 @@ def check_targets(result: dict[str, Any]) -> dict[str, Any]:
             "met": bool(acc) and min(acc.values()) >= t["classifier_accuracy"],
             "below": sorted(a for a, v in acc.items() if v < t["classifier_accuracy"]),
         },
-        "in_domain_mse_vs_encoder": {
-            "value": round(ratio, 4),
-            "target": f"<= {t['mse_ratio']}",
-            "met": ratio <= t["mse_ratio"],
-        },
+        "in_domain_mse_vs_encoder": _at_most(ratio, t["mse_ratio"]),
     }
+    for name in ("lpips", "mse"):  # issue 12's absolute reconstruction targets
+        value = recon["in_domain"].get(name)
+        if value is not None:
+            out[f"in_domain_{name}"] = _at_most(value, t[f"in_domain_{name}"])
+    gen = result.get("generator") or {}
+    if gen.get("kid") is not None and V1_GENERATOR_KID:
+        limit = V1_GENERATOR_KID * t["generator_kid_vs_v1"]
+        out["generator_kid"] = _at_most(gen["kid"], limit, 5)
+        out["generator_kid"]["target"] += f" (1/3 of v1's {V1_GENERATOR_KID}, same features)"
     editing = result["editing"]
     if editing:
         ok = {
@@ -400,6 +479,14 @@ def check_targets(result: dict[str, Any]) -> dict[str, Any]:
             "attributes": sorted(wins),
         }
     return out
+
+
+def _at_most(value: float, limit: float, digits: int = 4) -> dict[str, Any]:
+    return {
+        "value": round(value, digits),
+        "target": f"<= {limit:.{digits}g}",
+        "met": value <= limit,
+    }
 
 
 def _evaluate_edits(
@@ -489,6 +576,8 @@ def format_table(result: dict[str, Any]) -> str:
         s = result["editing_summary"]
         cells = " ".join(f"{s[m]['success']:>8.2f} / {s[m]['preserved']:.2f}" for m in METHODS)
         lines.append(f"{'mean':<12} {'':>7} {'':>6} {cells}")
+    if result.get("generator"):
+        lines += ["", *format_generator(result["generator"])]
     acc = result["classifier"]["accuracy_on_inputs"]
     lines += [
         "",
@@ -503,3 +592,25 @@ def format_table(result: dict[str, Any]) -> str:
             f"(target {check['target']})"
         )
     return "\n".join(lines)
+
+
+def format_generator(gen: dict[str, Any]) -> list[str]:
+    """Text lines of the generator section (KID/FID and label statistics)."""
+    if gen.get("kid") is None:
+        return [f"generator: not measured ({gen.get('error', 'no features')})"]
+    f = gen["features"]
+    lines = [
+        f"generator: KID {gen['kid']:.5f} ± {gen['kid_std']:.5f}, FID {gen['fid']:.2f} "
+        f"({gen['n_samples']} samples psi={gen['psi']:g} vs {gen['n_renders']} held-out renders; "
+        f"VGG16 {f['layer'].split()[0]} {f['pooling']}, {f['image_size']} px)",
+    ]
+    labels = gen.get("labels")
+    if labels:
+        lines.append(f"{'label rate':<12} {'samples':>8} {'renders':>8} {'true':>6} {'gap':>6}")
+        for a, r in labels["attributes"].items():
+            lines.append(
+                f"{a:<12} {r['samples']:>8.3f} {r['renders']:>8.3f} {r['renders_true']:>6.3f} "
+                f"{r['gap']:>6.3f}"
+            )
+        lines.append(f"{'mean gap':<12} {'':>8} {'':>8} {'':>6} {labels['mean_gap']:>6.3f}")
+    return lines

@@ -9,6 +9,7 @@ Contents (``core.modeldir`` layout plus training extras)::
     classifier.safetensors + classifier.json   attribute classifier (if available)
     boundaries/<attr>.safetensors + boundary_report.json   (if available)
     eval.json              ``idinvert eval`` result (if given)
+    samples.png            sample grid: ψ 0.7 (2 rows, z seed 3), ψ 1 (1 row), held-out renders
     README.md              model card
 
 The torchvision VGG16 (10 convs to conv4_3, ≈ 7.6 M parameters, ≈ 15 MB fp16 / 30 MB fp32) is
@@ -38,6 +39,9 @@ from idinvert.training.classifier import CLASSIFIER_FILE, CLASSIFIER_JSON
 from idinvert.training.encoder_train import export_encoder
 
 EVAL_FILE = "eval.json"
+GRID_FILE = "samples.png"
+GEN_BEGIN = "<!-- generator-quality -->"
+GEN_END = "<!-- /generator-quality -->"
 EXTRAS = (CLASSIFIER_FILE, CLASSIFIER_JSON, REPORT_FILE, EVAL_FILE, BOUNDARY_DIR)
 WEIGHT_BUDGET_MIB = 25.0
 VGG_SOURCE = (
@@ -191,6 +195,7 @@ def build_model_dir(
     try:
         stage = save_model_dir(bundle, stage_root / "model", dtype=torch.float16, card="")
         _copy_extras(extras_dir, stage, eval_result)
+        write_sample_grid(G, stage / GRID_FILE)
         sizes = weight_mib(stage)
         (stage / "README.md").write_text(model_card(config, card_ctx, stage, sizes))
         _swap_in(stage, out)
@@ -243,6 +248,9 @@ def _metrics_section(ev: dict[str, Any] | None) -> list[str]:
         ]
     from idinvert.training.evaluate import METHODS, format_table
 
+    if "reconstruction" not in ev:  # a generator-only eval
+        return generator_card_lines(ev.get("generator")) or ["Not evaluated yet."]
+
     c = ev["config"]
     lines = [
         f"`idinvert eval` on {c['n']} held-out renders (data seed {c['data_seed']}, never used "
@@ -261,7 +269,98 @@ def _metrics_section(ev: dict[str, Any] | None) -> list[str]:
             f"| {succ} | {pres} |"
         )
     lines += ["", "```", format_table(ev), "```"]
-    return lines
+    gen = generator_card_lines(ev.get("generator"))
+    return [*lines, "", *gen] if gen else lines
+
+
+@torch.no_grad()
+def write_sample_grid(
+    G: torch.nn.Module, path: Path, seed: int = 3, cols: int = 8, data: str | None = None
+) -> Path:
+    """Write ``path`` (PNG, ``4·R × cols·R``): two rows of ψ = 0.7 samples (z seed ``seed``),
+    one row of ψ = 1 samples, one row of held-out renders (eval seed 0, faces ``0..cols−1``)."""
+    from idinvert.training.splits import DEFAULT_DATA, eval_seed, render_faces, to_float_images
+
+    G = G.float().eval()
+    z = torch.randn(3 * cols, G.config.z_dim, generator=torch.Generator().manual_seed(seed))
+    rows = [
+        gan.render_samples(G, z[: 2 * cols], psi=0.7),
+        gan.render_samples(G, z[2 * cols :], psi=1.0),
+    ]
+    raw, _, _ = render_faces(data or DEFAULT_DATA, eval_seed(0), 0, cols, G.config.resolution)
+    rows.append(to_float_images(raw))
+    gan.save_image(gan.images_to_grid(torch.cat(rows), cols), path)
+    path.chmod(0o644)
+    return path
+
+
+def generator_card_lines(gen: dict[str, Any] | None, grid: bool = True) -> list[str]:
+    """Markdown of the eval's generator section (between :data:`GEN_BEGIN`/:data:`GEN_END`)."""
+    if not gen or gen.get("kid") is None:
+        return []
+    f = gen["features"]
+    lines = [
+        GEN_BEGIN,
+        "### Generator quality",
+        "",
+        f"KID **{gen['kid']:.5f}** ± {gen['kid_std']:.5f} (std over {gen['kid_subsets']} subsets "
+        f"of {gen['kid_subset_size']}), FID **{gen['fid']:.2f}**: {gen['n_samples']} samples "
+        f"(ψ = {gen['psi']:g}, z seed {gen['sample_seed']}) vs {gen['n_renders']} held-out "
+        f"renders (data seed {gen['render_seed']}). Features: {f['network']}, {f['layer']}, "
+        f"{f['pooling']}, inputs {f['image_size']} px ({f['normalisation']}); KID kernel "
+        f"{f['kid_kernel']}. Not comparable to Inception-based figures; recompute with "
+        "`idinvert eval --generator-only --gen-n 5000`.",
+        "",
+    ]
+    labels = gen.get("labels")
+    if labels:
+        lines += [
+            "Attribute classifier's positive rate on samples vs renders:",
+            "",
+            "| attribute | samples | renders | renders (true labels) | gap |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {a} | {r['samples']:.3f} | {r['renders']:.3f} | {r['renders_true']:.3f} "
+                f"| {r['gap']:.3f} |"
+                for a, r in labels["attributes"].items()
+            ],
+            f"| mean gap | | | | {labels['mean_gap']:.3f} |",
+            "",
+        ]
+    if grid:
+        lines += [
+            f"![samples]({GRID_FILE}) — rows 1–2: ψ 0.7 (z seed 3), row 3: ψ 1, row 4: held-out "
+            "renders.",
+            "",
+        ]
+    return [*lines, GEN_END]
+
+
+def add_generator_section(model_dir: str | Path, gen: dict[str, Any]) -> Path:
+    """Store ``gen`` (an eval generator section) under ``"generator"`` in ``eval.json``, write
+    the sample grid and put the section into ``README.md`` (replacing an earlier one, else
+    before ``## Files``). For a model whose card was written before the section existed."""
+    from idinvert.core.modeldir import load_model_dir
+
+    model_dir = Path(model_dir)
+    ev_path = model_dir / EVAL_FILE
+    ev = json.loads(ev_path.read_text()) if ev_path.is_file() else {}
+    ev["generator"] = gen
+    ev_path.write_text(json.dumps(ev, indent=2) + "\n")
+    write_sample_grid(load_model_dir(model_dir).generator, model_dir / GRID_FILE)
+    card_path = model_dir / "README.md"
+    card = card_path.read_text() if card_path.is_file() else ""
+    block = "\n".join(generator_card_lines(gen))
+    if GEN_BEGIN in card and GEN_END in card:
+        head, rest = card.split(GEN_BEGIN, 1)
+        card = head + block + rest.split(GEN_END, 1)[1]
+    elif "\n## Files" in card:
+        head, rest = card.split("\n## Files", 1)
+        card = head.rstrip("\n") + "\n\n" + block + "\n\n## Files" + rest
+    else:
+        card = card.rstrip("\n") + "\n\n" + block + "\n"
+    card_path.write_text(card)
+    return card_path
 
 
 def _notes_section(notes: list[str]) -> list[str]:
