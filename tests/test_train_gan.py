@@ -37,6 +37,7 @@ from idinvert.training.discriminator import (
 from idinvert.training.gan import (
     CHECKPOINT_FILE,
     LOG_FILE,
+    TEACHER_DRAWS,
     FaceBatches,
     GanTrainConfig,
     build_networks,
@@ -48,7 +49,7 @@ from idinvert.training.gan import (
 )
 from idinvert.training.train_cli import train_group
 
-HAVE_FACES = (Path(__file__).parents[1] / "core" / "training" / "faces.py").is_file()
+HAVE_FACES = (Path(__file__).parents[1] / "training" / "faces.py").is_file()
 FACES = "idinvert.training.faces:iter_faces"
 STAND_IN = "test_train_gan:stand_in_faces"
 
@@ -436,3 +437,72 @@ def test_config_dict_roundtrip() -> None:
         GanTrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     assert dataclasses.replace(cfg, total_kimg=1.0).incompatible_with(cfg) == []
     assert cfg.total_steps() == 4
+
+
+# ------------------------------------------------------------------------------ teacher recipe
+
+
+def test_latent_rng_maps_draws_through_the_normal_cdf() -> None:
+    from idinvert.training.teacher import LatentRng
+
+    rng = LatentRng(np.array([0.0, 1.5, 0.0, -40.0, 40.0, 0.3]))
+    assert rng.uniform(2.0, 4.0) == pytest.approx(3.0)  # Φ(0) = 0.5
+    assert rng.normal(1.0, 2.0) == pytest.approx(4.0)
+    assert rng.integers(4) == 2  # ⌊4 · 0.5⌋
+    assert rng.integers(3) == 0 and rng.integers(1, 4) == 3  # Φ → 0 and → 1 (clamped)
+    assert rng.standard_normal() == pytest.approx(0.3) and rng.used == 6
+    with pytest.raises(ValueError, match="more than 6"):
+        rng.random()
+
+
+@pytest.mark.skipif(not HAVE_FACES, reason="needs training/faces.py")
+def test_teacher_latents_drive_the_renderer() -> None:
+    from idinvert.training import faces
+    from idinvert.training.teacher import DRAWS, LatentRng, params_from_latent, render_latents
+
+    z = np.random.default_rng(0).standard_normal((3, 128))
+    rng = LatentRng(z[0])
+    faces.sample_params(rng)
+    assert rng.used == DRAWS == TEACHER_DRAWS
+    p = params_from_latent(z[0])
+    assert [getattr(p, a) for a in faces.ATTRIBUTES] == pytest.approx(list(z[0, :8]))
+    a, b = render_latents(z, 16), render_latents(z, 16)
+    assert a.shape == (3, 16, 16, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    z2 = z.copy()
+    z2[:, DRAWS:] = 0.0  # unused coordinates change nothing
+    assert np.array_equal(render_latents(z2, 16), a)
+    assert not np.array_equal(a[0], a[1])
+
+
+@pytest.mark.skipif(not HAVE_FACES, reason="needs training/faces.py")
+def test_teacher_run_logs_reconstruction_and_resumes(tmp_path: Path) -> None:
+    cfg = tiny_config(z_dim=64, teacher_weight=1.0, teacher_perceptual=0.0, bf16=True)
+    result = train_gan(cfg, tmp_path / "a")
+    assert result["step"] == 4
+    lines = [json.loads(s) for s in (tmp_path / "a" / LOG_FILE).read_text().splitlines()]
+    assert all(math.isfinite(r["rec_l1"]) for r in lines if r["rec_l1"] is not None)
+    assert any(r["rec_l1"] is not None for r in lines)
+    train_gan(dataclasses.replace(cfg, total_kimg=0.008), tmp_path / "b")
+    train_gan(cfg, tmp_path / "b")
+    a = load_checkpoint(tmp_path / "a" / CHECKPOINT_FILE)
+    b = load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)
+    _states_equal(a["G"], b["G"], atol=1e-6)
+    with pytest.raises(ValueError, match="z_dim >= 64"):
+        tiny_config(teacher_weight=1.0)
+
+
+def test_init_generator_copies_the_model_weights(tmp_path: Path) -> None:
+    from idinvert.training.gan import load_init_generator
+
+    cfg = tiny_config(seed=1)
+    G, _, _ = build_networks(cfg)
+    G.truncation.w_avg.fill_(0.25)
+    enc_cfg = EncoderConfig(resolution=16, w_dim=cfg.w_dim, channels_base=8, channels_max=16)
+    config = ModelConfig("m", G.config, enc_cfg, None, ImageConfig(resolution=16))
+    save_model_dir(ModelBundle(config, G, Encoder(enc_cfg).eval()), tmp_path / "m")
+    fresh, fresh_ema, _ = build_networks(tiny_config(seed=2))
+    load_init_generator(tmp_path / "m", fresh, fresh_ema)
+    _states_equal(fresh.state_dict(), G.state_dict())
+    _states_equal(fresh_ema.state_dict(), G.state_dict())
+    with pytest.raises(ValueError, match="does not match"):
+        load_init_generator(tmp_path / "m", build_networks(tiny_config(fmaps_max=8))[0])

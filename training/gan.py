@@ -108,6 +108,8 @@ CHECKPOINT_FORMAT = "idinvert-gan-checkpoint"
 CHECKPOINT_VERSION = 1
 
 FaceSource = Callable[..., Iterator[tuple[np.ndarray, dict]]]
+#: Latent coordinates the teacher renderer consumes (``idinvert.training.teacher.DRAWS``).
+TEACHER_DRAWS = 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,6 +143,16 @@ class GanTrainConfig(RunConfigMixin):
         style_mixing_prob: probability that a sample mixes two z's.
         mirror: flip half of the training images horizontally.
         channels_last: run convolutions in NHWC memory format.
+        bf16: run G and D forward passes under bfloat16 autocast (AMX on recent Xeons); R1,
+            losses, optimizer states and the EMA stay float32.
+        teacher_weight: weight of the renderer-as-teacher reconstruction term (0 = the plain
+            adversarial recipe). With it, z drives the renderer (:mod:`idinvert.training.
+            teacher`) and G(z) of unmixed samples is pulled towards the render of z.
+        teacher_perceptual: weight of the shallow-VGG term inside the reconstruction term.
+        mapping_lr_scale: Adam lr of the mapping network relative to ``lr`` (on top of its
+            built-in ``mapping_lr_mul`` 0.01); > 1 lets a teacher run re-map z quickly.
+        init_generator: model directory whose generator weights (and ``w_avg``) start G and
+            G_ema of a fresh run (``None`` = random init). D always starts fresh.
 
     Data:
         data: ``"module:function"`` of an ``iter_faces``-compatible renderer.
@@ -184,6 +196,11 @@ class GanTrainConfig(RunConfigMixin):
     style_mixing_prob: float = 0.9
     mirror: bool = False
     channels_last: bool = True
+    bf16: bool = False
+    teacher_weight: float = 0.0
+    teacher_perceptual: float = 1.0
+    mapping_lr_scale: float = 1.0
+    init_generator: str | None = None
 
     data: str = DEFAULT_DATA
     seed: int = 0
@@ -220,6 +237,12 @@ class GanTrainConfig(RunConfigMixin):
             raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob}")
         if self.r1_gamma < 0 or self.total_kimg < 0 or self.ema_kimg < 0:
             raise ValueError("r1_gamma, total_kimg and ema_kimg must be >= 0")
+        if self.teacher_weight < 0 or self.teacher_perceptual < 0 or self.mapping_lr_scale <= 0:
+            raise ValueError(
+                "teacher_weight, teacher_perceptual must be >= 0 and mapping_lr_scale > 0"
+            )
+        if self.teacher_weight > 0 and self.z_dim < TEACHER_DRAWS:
+            raise ValueError(f"the teacher needs z_dim >= {TEACHER_DRAWS}, got {self.z_dim}")
         if ":" not in self.data:
             raise ValueError(f"data must be 'module:function', got {self.data!r}")
         self.generator_config()  # validates resolution and widths
@@ -291,7 +314,7 @@ def init_generator_weights(G: Generator, generator: torch.Generator | None = Non
             normal_(m.fc.weight, 1.0 / m.wscale.lr_mul)
             m.wscale.bias.zero_()
         elif isinstance(m, ConvBlock):
-            normal_(m.conv.weight)
+            normal_(m.kernel)
         elif isinstance(m, ToRGB):
             normal_(m.conv.weight)
             m.bias.zero_()
@@ -330,6 +353,22 @@ def init_discriminator_weights(
             m.fc.weight.copy_(torch.randn(m.fc.weight.shape, generator=generator) * std)
             m.wscale.bias.zero_()
     return D
+
+
+@torch.no_grad()
+def load_init_generator(model_dir: str | Path, *nets: Generator) -> None:
+    """Copy the generator weights (and ``truncation.w_avg``) of ``model_dir`` into ``nets``."""
+    from idinvert.core.modeldir import load_model_dir
+
+    src = load_model_dir(model_dir, "cpu").generator.state_dict()
+    for net in nets:
+        try:
+            net.load_state_dict(src)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"generator of {model_dir} does not match the run's architecture: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -385,6 +424,28 @@ def sample_wp(G: Generator, batch: int, mixing_prob: float) -> tuple[torch.Tenso
     return wp, w_mean
 
 
+def teacher_wp(
+    G: Generator, z1: torch.Tensor, mixing_prob: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Like :func:`sample_wp` for given first latents ``z1 [B, z_dim]``: ``(wp [B, L, D],
+    w1_mean [D], unmixed [B] bool)``; only unmixed samples have a teacher target."""
+    cfg = G.config
+    batch = z1.shape[0]
+    w1 = G.mapping(z1).view(batch, cfg.num_layers, cfg.w_dim)
+    w_mean = w1.detach().float().mean(dim=(0, 1))
+    if mixing_prob <= 0:
+        return w1, w_mean, torch.ones(batch, dtype=torch.bool)
+    z2 = torch.randn(batch, cfg.z_dim)
+    w2 = G.mapping(z2).view(batch, cfg.num_layers, cfg.w_dim)
+    wp, cutoff = style_mix(w1, w2, mixing_prob)
+    return wp, w_mean, cutoff >= cfg.num_layers
+
+
+def autocast(cfg: GanTrainConfig) -> torch.autocast:
+    """bfloat16 CPU autocast when ``cfg.bf16`` (a disabled context otherwise)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+
+
 def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """``mean(softplus(D(fake))) + mean(softplus(−D(real)))`` (scalar)."""
     return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
@@ -435,7 +496,14 @@ def make_optimizers(
 ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for G and D; D's lr and betas are adjusted for lazy R1 (``c = k / (k + 1)``)."""
     c = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    groups: Any = G.parameters()
+    if cfg.mapping_lr_scale != 1.0:
+        mapping = {id(p) for p in G.mapping.parameters()}
+        groups = [
+            {"params": [p for p in G.parameters() if id(p) not in mapping]},
+            {"params": list(G.mapping.parameters()), "lr": cfg.lr * cfg.mapping_lr_scale},
+        ]
+    opt_G = torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
     opt_D = torch.optim.Adam(
         D.parameters(), lr=cfg.lr * c, betas=(cfg.beta1**c, cfg.beta2**c), eps=1e-8
     )
@@ -613,7 +681,12 @@ class TrainState:
 
 
 def train_step(
-    state: TrainState, reals: torch.Tensor, cfg: GanTrainConfig, ctx: DistContext
+    state: TrainState,
+    reals: torch.Tensor,
+    cfg: GanTrainConfig,
+    ctx: DistContext,
+    z: torch.Tensor | None = None,
+    perceptual: nn.Module | None = None,
 ) -> dict[str, float]:
     """One D update (+ lazy R1 update) and one G update on this rank's ``reals``.
 
@@ -622,20 +695,29 @@ def train_step(
         reals: ``[B, 3, R, R]`` in [−1, 1].
         cfg: the run config.
         ctx: distributed context (gradients are averaged over ranks).
+        z: teacher recipe only: the latents ``[B, z_dim]`` whose renders are ``reals``.
+        perceptual: teacher recipe: the shallow VGG of the reconstruction term (or ``None``).
 
     Returns:
-        Local statistics (floats): ``loss_D``, ``loss_G``, ``d_real``, ``d_fake`` and, on R1
-        steps, ``r1`` (mean squared gradient norm before γ/2).
+        Local statistics (floats): ``loss_D``, ``loss_G``, ``d_real``, ``d_fake``, on R1
+        steps ``r1`` (mean squared gradient norm before γ/2), with a teacher ``rec_l1`` (and
+        ``rec_vgg``).
     """
     G, D = state.G, state.D
     batch = reals.shape[0]
-    wp, w_mean = sample_wp(G, batch, cfg.style_mixing_prob)
-    fakes = G.synthesis(wp, randomize_noise=True)
+    teach = z is not None and cfg.teacher_weight > 0
+    with autocast(cfg):
+        if teach:
+            wp, w_mean, unmixed = teacher_wp(G, z, cfg.style_mixing_prob)
+        else:
+            wp, w_mean = sample_wp(G, batch, cfg.style_mixing_prob)
+        fakes = G.synthesis(wp, randomize_noise=True)
 
     # D: logistic loss on reals and (detached) fakes.
     D.requires_grad_(True)
-    fake_logits = D(fakes.detach())
-    real_logits = D(reals)
+    with autocast(cfg):
+        fake_logits = D(fakes.detach()).float()
+        real_logits = D(reals).float()
     loss_D = d_logistic_loss(real_logits, fake_logits)
     state.opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
@@ -660,9 +742,19 @@ def train_step(
 
     # G: non-saturating loss through the updated, frozen D.
     D.requires_grad_(False)
-    loss_G = g_nonsaturating_loss(D(fakes))
+    with autocast(cfg):
+        loss_G = g_nonsaturating_loss(D(fakes).float())
+        total_G = loss_G
+        if teach and bool(unmixed.any()):
+            from idinvert.training.teacher import reconstruction_loss
+
+            rec, rec_stats = reconstruction_loss(
+                fakes[unmixed], reals[unmixed], perceptual, cfg.teacher_perceptual
+            )
+            total_G = loss_G + cfg.teacher_weight * rec
+            stats.update(rec_stats)
     state.opt_G.zero_grad(set_to_none=True)
-    loss_G.backward()
+    total_G.backward()
     ctx.average_grads(list(G.parameters()))
     state.opt_G.step()
     D.requires_grad_(True)
@@ -701,7 +793,7 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
 class _Window(StatWindow):
     """Sums of per-step statistics between two log lines."""
 
-    KEYS = ("loss_D", "loss_G", "d_real", "d_fake", "r1")
+    KEYS = ("loss_D", "loss_G", "d_real", "d_fake", "r1", "rec_l1", "rec_vgg")
 
 
 def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = True) -> dict[str, Any]:
@@ -750,6 +842,8 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
         prepare_run_dir(run_dir, cfg, fresh=ckpt is None)
 
     G, G_ema, D = build_networks(cfg)
+    if ckpt is None and cfg.init_generator:
+        load_init_generator(cfg.init_generator, G, G_ema)
     if cfg.channels_last:
         for net in (G, G_ema, D):
             net.to(memory_format=torch.channels_last)
@@ -765,17 +859,33 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
 
     per_rank = cfg.batch_size // ctx.world
     total_steps = cfg.total_steps()
-    dataset = FaceBatches(
-        cfg.data,
-        cfg.seed,
-        cfg.resolution,
-        per_rank,
-        state.nimg,
-        ctx.rank,
-        ctx.world,
-        num_steps=max(total_steps - state.step, 0),
-        mirror=cfg.mirror,
-    )
+    dataset: IterableDataset
+    perceptual = None
+    if cfg.teacher_weight > 0:
+        from idinvert.training.teacher import TeacherBatches, load_shallow_vgg
+
+        dataset = TeacherBatches(
+            cfg.seed,
+            cfg.resolution,
+            per_rank,
+            cfg.z_dim,
+            state.step,
+            ctx.rank,
+            num_steps=max(total_steps - state.step, 0),
+        )
+        perceptual = load_shallow_vgg() if cfg.teacher_perceptual > 0 else None
+    else:
+        dataset = FaceBatches(
+            cfg.data,
+            cfg.seed,
+            cfg.resolution,
+            per_rank,
+            state.nimg,
+            ctx.rank,
+            ctx.world,
+            num_steps=max(total_steps - state.step, 0),
+            mirror=cfg.mirror,
+        )
     batches = iter(make_loader(dataset, cfg.num_workers))
 
     restore_rng(ckpt, ctx, cfg.seed, state.step if ckpt else 0)
@@ -783,7 +893,7 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
     grid_z = grid_latents(cfg)
     if ctx.is_main and ckpt is None:
         _write_grid(G_ema, grid_z, run_dir, state.step, cfg)
-    return _loop(state, cfg, ctx, run_dir, batches, total_steps, grid_z)
+    return _loop(state, cfg, ctx, run_dir, batches, total_steps, grid_z, perceptual)
 
 
 def _write_grid(
@@ -802,6 +912,7 @@ def _loop(
     batches: Iterator[torch.Tensor],
     total_steps: int,
     grid_z: torch.Tensor,
+    perceptual: nn.Module | None = None,
 ) -> dict[str, Any]:
     bar = progress_bar(total_steps, state.step, ctx.is_main and cfg.progress)
     window = _Window()
@@ -811,12 +922,13 @@ def _loop(
     stopped = False
     with StopFlag() as stop:
         while state.step < total_steps:
-            reals_u8 = next(batches)
+            item = next(batches)
+            z, reals_u8 = item if isinstance(item, (tuple, list)) else (None, item)
             reals_png = run_dir / SAMPLES_DIR / "reals.png"
             if ctx.is_main and state.step == 0 and not reals_png.exists():
                 grid = images_to_grid(uint8_to_float(reals_u8[: cfg.grid_size**2]), cfg.grid_size)
                 save_image(grid, reals_png)
-            stats = train_step(state, uint8_to_float(reals_u8), cfg, ctx)
+            stats = train_step(state, uint8_to_float(reals_u8), cfg, ctx, z, perceptual)
             update_ema(state.G_ema, state.G, ema_beta(cfg, state.nimg))
             state.step += 1
             state.nimg += cfg.batch_size

@@ -55,6 +55,11 @@ _GAN_FIELDS = {
     "style_mixing": "style_mixing_prob",
     "mirror": "mirror",
     "channels_last": "channels_last",
+    "bf16": "bf16",
+    "teacher_weight": "teacher_weight",
+    "teacher_perceptual": "teacher_perceptual",
+    "mapping_lr_scale": "mapping_lr_scale",
+    "init_generator": "init_generator",
     "data": "data",
     "checkpoint_minutes": "checkpoint_minutes",
     "max_minutes": "max_minutes",
@@ -111,6 +116,35 @@ def _fp16_mib(numel: int) -> float:
 @click.option("--style-mixing", type=float, default=None, help="Style-mixing probability.")
 @click.option("--mirror/--no-mirror", default=None, help="Random horizontal flips of reals.")
 @channels_last_option()
+@click.option(
+    "--bf16/--no-bf16",
+    default=None,
+    help="bfloat16 autocast for G and D forward passes (AMX CPUs).",
+)
+@click.option(
+    "--teacher-weight",
+    type=float,
+    default=None,
+    help="Renderer-as-teacher reconstruction weight (0 = adversarial only; needs z-dim >= 64).",
+)
+@click.option(
+    "--teacher-perceptual",
+    type=float,
+    default=None,
+    help="Shallow-VGG weight inside the teacher term (default 1).",
+)
+@click.option(
+    "--mapping-lr-scale",
+    type=float,
+    default=None,
+    help="Mapping-network lr relative to --lr (default 1).",
+)
+@click.option(
+    "--init-generator",
+    type=str,
+    default=None,
+    help="Model directory whose generator starts a fresh run (D starts fresh).",
+)
 @click.option(
     "--data",
     type=str,
