@@ -238,8 +238,12 @@ def invert_command(
     result = invert(bundle, targets, settings, batch_size=batch_size, callback=on_step, seed=seed)
     bar.close()
     enc_images = synthesize(bundle, result.init_codes)
-    inv_images = synthesize(bundle, result.codes)
-    lpips_metric = _lpips_metric(bundle.device)
+    inv_images = enc_images if steps == 0 else synthesize(bundle, result.codes)
+    lpips_metric = _lpips_metric(bundle.device)  # built only now, after the inversion
+    lpips_inv = lpips_enc = None
+    if lpips_metric is not None:
+        lpips_enc = lpips_metric(enc_images, targets)
+        lpips_inv = lpips_enc if steps == 0 else lpips_metric(inv_images, targets)
     stems = _unique_stems(paths)
     per_image = []
     with staged_output(out_dir) as stage:
@@ -263,11 +267,9 @@ def invert_command(
                 entry["alignment"] = _write_alignment(
                     stage, stem, path, aligned_faces[i], inv_u8[i], face_index, paste_back
                 )
-            if lpips_metric is not None:
-                entry["lpips"] = float(lpips_metric(inv_images[i : i + 1], targets[i : i + 1]))
-                entry["lpips_encoder"] = float(
-                    lpips_metric(enc_images[i : i + 1], targets[i : i + 1])
-                )
+            if lpips_inv is not None and lpips_enc is not None:
+                entry["lpips"] = float(lpips_inv[i])
+                entry["lpips_encoder"] = float(lpips_enc[i])
             per_image.append(entry)
         summary = {
             "model": str(bundle.path) if bundle.path else model_ref,

@@ -1,26 +1,106 @@
-"""The LPIPS metric (``lpips`` package, VGG variant) with a real ImageNet VGG16 backbone.
+"""The LPIPS metric (v0.1, VGG variant) with a real ImageNet VGG16 backbone, built cheaply.
 
-``lpips.LPIPS(net="vgg")`` normally downloads torchvision's VGG16; here the model is built with
-``pnet_rand=True`` (no download; its own calibrated linear heads ship with ``lpips``) and the
-backbone is then loaded from :func:`idinvert.hub.vgg_weights.find_vgg16` (see there for the
+The metric is the ``lpips`` package's (Zhang et al. 2018): its calibrated linear heads
+(``lpips/weights/v0.1/vgg.pth``, read with ``weights_only=True``) on torchvision's VGG16
+features relu1_2 … relu5_3. The network is restated here (:class:`LpipsVgg`, checked against
+``lpips.LPIPS`` in ``tests/test_lpips_metric.py``) so that building it costs neither the import
+of torchvision's model zoo (≈ 1.8 s) nor a random VGG16 initialisation that the weights then
+overwrite (≈ 1.4 s): it is built on the ``meta`` device and the weights are assigned.
+The backbone comes from :func:`idinvert.hub.vgg_weights.find_vgg16` (see there for the
 resolution order). When no real backbone is available :func:`load_lpips` returns ``None``: a
 random backbone is never passed off as LPIPS.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-import warnings
-from typing import Any
+from pathlib import Path
 
 import torch
+from torch import nn
 
+from idinvert.core.models import assign_state, build_without_init
 from idinvert.hub.vgg_weights import VggWeights, find_vgg16, unavailable_message
 
 logger = logging.getLogger(__name__)
 
-#: lpips' ``net.slice{k}`` holds torchvision ``features[a:b]`` with these bounds.
-_SLICES = ((1, 0, 4), (2, 4, 9), (3, 9, 16), (4, 16, 23), (5, 23, 30))
+#: torchvision ``vgg16().features`` indices after which lpips taps relu1_2 … relu5_3.
+_TAPS = (3, 8, 15, 22, 29)
+_TAP_CHANNELS = (64, 128, 256, 512, 512)
+#: lpips' ``ScalingLayer`` constants (inputs in [-1, 1] → ImageNet-normalised).
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+_LPIPS_HEADS = Path("weights") / "v0.1" / "vgg.pth"
+
+
+def _vgg16_features() -> nn.Sequential:
+    """torchvision's ``vgg16().features[:30]`` layout (conv3×3 + ReLU, max-pool 2×2)."""
+    layers: list[nn.Module] = []
+    cin = 3
+    for block, (cout, convs) in enumerate(((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))):
+        if block:
+            layers.append(nn.MaxPool2d(2, 2))
+        for _ in range(convs):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+            cin = cout
+    return nn.Sequential(*layers)
+
+
+class LpipsVgg(nn.Module):
+    """LPIPS v0.1 (VGG, ``lpips=True``, spatially averaged) as one module.
+
+    ``forward(a, b)``: two ``[N, 3, H, W]`` RGB batches in [-1, 1] → distances ``[N, 1, 1, 1]``
+    (the same value and shape as ``lpips.LPIPS(net="vgg")(a, b)``). Keys: ``features.N.*``
+    (torchvision's VGG16) and ``lins.K.weight`` ``[1, C_K, 1, 1]`` (lpips' heads).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = _vgg16_features()
+        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _TAP_CHANNELS)
+        cpu = torch.device("cpu")  # constants, also when built on "meta"
+        self.register_buffer(
+            "shift", torch.tensor(_SHIFT, device=cpu).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "scale", torch.tensor(_SCALE, device=cpu).view(1, 3, 1, 1), persistent=False
+        )
+
+    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        taps = []
+        h = (x - self.shift) / self.scale
+        for i, layer in enumerate(self.features[: _TAPS[-1] + 1]):
+            h = layer(h)
+            if i in _TAPS:
+                taps.append(h)
+        return taps
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        n = a.shape[0]
+        total = a.new_zeros(n, 1, 1, 1)
+        for lin, feat in zip(self.lins, self._taps(torch.cat([a, b])), strict=True):
+            fa, fb = feat[:n], feat[n:]
+            fa = fa / (fa.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+            fb = fb / (fb.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+            total = total + lin((fa - fb).square()).mean(dim=(2, 3), keepdim=True)
+        return total
+
+
+def lpips_heads_file() -> Path | None:
+    """The ``lpips`` package's calibrated VGG heads, found without importing the package
+    (which imports torchvision); ``None`` when ``lpips`` is not installed."""
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / _LPIPS_HEADS
+    return path if path.is_file() else None
+
+
+def read_lpips_heads(path: str | Path) -> dict[str, torch.Tensor]:
+    """lpips' ``vgg.pth`` (``lin{K}.model.1.weight``) → ``lins.{K}.weight``, read safely."""
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    return {f"lins.{k}.weight": raw[f"lin{k}.model.1.weight"] for k in range(len(_TAPS))}
 
 
 class LpipsMetric:
@@ -34,9 +114,10 @@ class LpipsMetric:
         source: provenance of the VGG16 backbone.
     """
 
-    def __init__(self, model: torch.nn.Module, source: str) -> None:
+    def __init__(self, model: torch.nn.Module, source: str, chunk: int = 8) -> None:
         self.model = model
         self.source = source
+        self.chunk = chunk
 
     @property
     def device(self) -> torch.device:
@@ -48,32 +129,28 @@ class LpipsMetric:
                 f"LPIPS needs two [N, 3, H, W] batches of equal shape, got {list(img_a.shape)} "
                 f"and {list(img_b.shape)}"
             )
+        out = []
         with torch.no_grad():
-            d = self.model(img_a.to(self.device).float(), img_b.to(self.device).float())
-        return d.flatten()
+            for lo in range(0, img_a.shape[0], self.chunk):
+                a = img_a[lo : lo + self.chunk].to(self.device).float()
+                b = img_b[lo : lo + self.chunk].to(self.device).float()
+                out.append(self.model(a, b).flatten().cpu())
+        return torch.cat(out)
 
     def __repr__(self) -> str:
         return f"LpipsMetric(vgg, backbone={self.source!r}, device={self.device})"
 
 
-def lpips_backbone_state(weights: VggWeights) -> dict[str, torch.Tensor]:
-    """torchvision ``features.N.*`` → lpips ``slice{k}.N.*`` (the state dict of ``LPIPS.net``)."""
-    out = {}
-    for key, value in weights.state.items():
-        idx = int(key.split(".")[1])
-        k = next(k for k, lo, hi in _SLICES if lo <= idx < hi)
-        out[f"slice{k}.{key.split('.', 1)[1]}"] = value
-    return out
-
-
-def build_lpips(weights: VggWeights, device: str | torch.device = "cpu") -> LpipsMetric:
-    """An :class:`LpipsMetric` with the given backbone weights."""
-    import lpips
-
-    with warnings.catch_warnings():  # torchvision's 'pretrained' deprecation noise
-        warnings.simplefilter("ignore")
-        model: Any = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
-    model.net.load_state_dict(lpips_backbone_state(weights), strict=True)
+def build_lpips(
+    weights: VggWeights, device: str | torch.device = "cpu", heads: str | Path | None = None
+) -> LpipsMetric:
+    """An :class:`LpipsMetric` with the given backbone weights and lpips' heads (``heads``:
+    their file, default the installed ``lpips`` package's)."""
+    heads = heads or lpips_heads_file()
+    if heads is None:
+        raise FileNotFoundError("the 'lpips' package (its calibrated VGG heads) is not installed")
+    model = build_without_init(LpipsVgg)
+    assign_state(model, {**weights.state, **read_lpips_heads(heads)})
     model.eval().requires_grad_(False)
     return LpipsMetric(model.to(device), weights.source)
 
@@ -88,9 +165,7 @@ def load_lpips(device: str | torch.device = "cpu") -> LpipsMetric | None:
     if weights is None:
         logger.info("LPIPS unavailable: %s", unavailable_message())
         return None
-    try:
-        import lpips  # noqa: F401 - a runtime dependency; checked for a clear message
-    except ImportError:
+    if lpips_heads_file() is None:
         logger.info("LPIPS unavailable: the 'lpips' package is not installed")
         return None
     return build_lpips(weights, device)
