@@ -1,8 +1,10 @@
 """Hugging Face Space entry point: the same app as ``idinvert demo``.
 
-The model comes from ``IDINVERT_MODEL`` (a Hub repo id pinned to a revision, e.g.
-``owner/idinvert-ffhq256@<commit>``; default: the bundled offline model). Only the inversion
-and edit functions run under ``@spaces.GPU`` (see ``idinvert.demo.gpu``).
+The model is ``IDINVERT_MODEL`` (a Space variable: a Hub repo id pinned to a revision, e.g.
+``owner/idinvert-ffhq256@<commit>``) or else ``DEFAULT_MODEL`` below (written by
+``idinvert space export --model``; ``None`` = the bundled offline model). It is loaded once, when
+this module is imported; only the inversion and edit functions run under ``@spaces.GPU`` (see
+``idinvert.demo.gpu``).
 """
 
 import os
@@ -13,13 +15,16 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from idinvert.demo.app import build_demo, launch_kwargs  # noqa: E402
 from idinvert.demo.service import DemoLimits  # noqa: E402
 
+#: The model this Space was exported for; the IDINVERT_MODEL variable overrides it.
+DEFAULT_MODEL = None
+
 LIMITS = DemoLimits(
     max_steps=int(os.environ.get("IDINVERT_MAX_STEPS", "200")),
     default_steps=int(os.environ.get("IDINVERT_DEFAULT_STEPS", "100")),
     max_upload_mb=int(os.environ.get("IDINVERT_MAX_UPLOAD_MB", "10")),
     concurrency=int(os.environ.get("IDINVERT_CONCURRENCY", "2")),
 )
-demo = build_demo(os.environ.get("IDINVERT_MODEL") or None, "auto", LIMITS)
+demo = build_demo(os.environ.get("IDINVERT_MODEL") or DEFAULT_MODEL, "auto", LIMITS)
 
 if __name__ == "__main__":
     demo.launch(**launch_kwargs(LIMITS))
