@@ -513,7 +513,10 @@ def export_space(
     out_dir = Path(out_dir).expanduser().absolute()
     _prepare_target(out_dir, overwrite)
     target_model = space_model(model)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    except OSError as exc:
+        raise SpaceExportError(f"{out_dir.parent}: cannot write there ({exc})") from None
     old: Path | None = None
     try:
         package = _collect_package(wheel, source, tmp)
@@ -539,9 +542,11 @@ def export_space(
             else:
                 out_dir.rmdir()
         os.replace(stage, out_dir)
-    except BaseException:
+    except BaseException as exc:
         if old is not None and not out_dir.exists():
             os.replace(old, out_dir)
+        if isinstance(exc, OSError):
+            raise SpaceExportError(f"{out_dir}: writing the Space failed ({exc})") from None
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

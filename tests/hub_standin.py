@@ -593,3 +593,29 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 120, cwd: Pat
         timeout=timeout,
         cwd=cwd,
     )
+
+
+# ------------------------------------------------------------------ files the Hub holds
+def timm_vgg16_layout(hidden: int = 4096, classes: int = 1000) -> dict[str, tuple[int, ...]]:
+    """``timm/vgg16.tv_in1k``'s ``model.safetensors``, key → shape, from the documented layouts:
+    torchvision's ``vgg16().features`` convs (shapes taken from torchvision's own architecture,
+    not from idinvert) and timm's head: ``pre_logits`` (``ConvMlp``: the classifier's first two
+    Linear layers as 7x7 and 1x1 convs) and ``head.fc`` (``ClassifierHead``). The defaults are
+    the real file's; smaller ``hidden``/``classes`` keep the names with a smaller head."""
+    import torch
+    from torchvision.models import vgg
+
+    with torch.device("meta"):
+        features = vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
+    layout = {f"features.{k}": tuple(v.shape) for k, v in features.state_dict().items()}
+    layout.update(
+        {
+            "pre_logits.fc1.weight": (hidden, 512, 7, 7),
+            "pre_logits.fc1.bias": (hidden,),
+            "pre_logits.fc2.weight": (hidden, hidden, 1, 1),
+            "pre_logits.fc2.bias": (hidden,),
+            "head.fc.weight": (classes, hidden),
+            "head.fc.bias": (classes,),
+        }
+    )
+    return layout

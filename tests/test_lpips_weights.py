@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hub_standin import StandinHub, cli_env
+from hub_standin import StandinHub, cli_env, timm_vgg16_layout
 
 from idinvert.hub import vgg_weights as vw
 from idinvert.hub.lpips_weights import build_lpips, load_lpips
@@ -271,30 +271,6 @@ def test_vgg16_from_hub_repo(tmp_path: Path, tv_state: dict) -> None:
 
 
 # ------------------------------------------------------------------ online: from the Hub
-def timm_vgg16_layout(hidden: int = 4096, classes: int = 1000) -> dict[str, tuple[int, ...]]:
-    """``timm/vgg16.tv_in1k``'s ``model.safetensors``, key → shape, from the documented layouts:
-    torchvision's ``vgg16().features`` convs (shapes taken from torchvision's own architecture,
-    not from idinvert) and timm's head: ``pre_logits`` (``ConvMlp``: the classifier's first two
-    Linear layers as 7x7 and 1x1 convs) and ``head.fc`` (``ClassifierHead``). The defaults are
-    the real file's; smaller ``hidden``/``classes`` keep the names with a smaller head."""
-    from torchvision.models import vgg
-
-    with torch.device("meta"):
-        features = vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
-    layout = {f"features.{k}": tuple(v.shape) for k, v in features.state_dict().items()}
-    layout.update(
-        {
-            "pre_logits.fc1.weight": (hidden, 512, 7, 7),
-            "pre_logits.fc1.bias": (hidden,),
-            "pre_logits.fc2.weight": (hidden, hidden, 1, 1),
-            "pre_logits.fc2.bias": (hidden,),
-            "head.fc.weight": (classes, hidden),
-            "head.fc.bias": (classes,),
-        }
-    )
-    return layout
-
-
 def _timm_file(path: Path, full: bool, seed: int = 3) -> dict[str, torch.Tensor]:
     """Write a file in timm's layout (float32, random convs, zero head; ``full``: the real
     553 MB head, else a 64-wide one); returns the conv tensors."""

