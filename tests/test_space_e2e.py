@@ -258,3 +258,122 @@ def test_space_export_errors(tmp_path: Path, published) -> None:
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert read_folder(space) == before  # the old folder is untouched
     assert sorted(p.name for p in space.parent.iterdir() if p.name.startswith(".space")) == []
+
+
+def test_front_matter_is_valid_yaml(published) -> None:
+    import yaml
+
+    hub, sha, _model, space, _root = published
+    front = yaml.safe_load((space / "README.md").read_text().split("---", 2)[1])
+    assert front["models"] == [REPO_ID] and front["sdk"] == "gradio"
+    assert front["app_file"] == "app.py" and front["python_version"] == "3.11"
+    from importlib.metadata import version
+
+    assert str(front["sdk_version"]) == version("gradio")
+
+
+def test_model_references_for_a_space(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from idinvert.hub.space import SpaceExportError, render_readme, space_model
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("IDINVERT_CONFIG", raising=False)
+    bundled = space_model("faces64")
+    assert bundled.reference == "faces64" and bundled.repo_id is None
+    assert "models: []" in render_readme(bundled, "0.1.0", "6.31.0")
+    assert space_model(None).reference is None
+    monkeypatch.setenv("IDINVERT_MODEL_FFHQ256", f"{REPO_ID}@{'a' * 40}")
+    configured = space_model("ffhq256")
+    assert configured.reference == f"{REPO_ID}@{'a' * 40}" and configured.pinned
+    unpinned = space_model(f"{REPO_ID}@main")
+    assert unpinned.repo_id == REPO_ID and not unpinned.pinned
+    assert "not pinned to a commit" in render_readme(unpinned, "0.1.0", "6.31.0")
+    with pytest.raises(SpaceExportError, match="local directory"):
+        space_model(str(tmp_path))
+    with pytest.raises(SpaceExportError, match="not a Hub repo id"):
+        space_model("no such model")
+
+
+def test_requirement_markers() -> None:
+    from idinvert.hub.space import space_requirements
+
+    lines = space_requirements(
+        [
+            "torch>=2.1",
+            'tomli>=2; python_version < "3.11"',
+            'gradio>=5; extra == "demo"',
+            'dlib-bin>=19.24; extra == "align"',
+            'pytest>=8; extra == "test"',
+            'uvloop; sys_platform != "win32" and extra == "demo"',
+        ]
+    )
+    assert lines == [
+        "torch>=2.1",
+        'tomli>=2; python_version < "3.11"',
+        "gradio>=5",
+        "dlib-bin>=19.24",
+        'uvloop; sys_platform != "win32"',
+        "spaces>=0.30",
+    ]
+
+
+def test_export_from_a_wheel_and_overwrite(published, tmp_path: Path) -> None:
+    """--wheel ships the given wheel's files; --overwrite replaces a folder atomically."""
+    from idinvert.hub.space import build_wheel, source_checkout
+
+    _hub, sha, _model, space, _root = published
+    source = source_checkout()
+    if source is None:
+        pytest.skip("idinvert is not installed from a source tree")
+    wheel = build_wheel(source, tmp_path / "wheel")
+    env = cli_env(tmp_path, None)
+    target = tmp_path / "space"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    proc = run_cli(
+        ["space", "export", str(target), "--overwrite", "--wheel", str(wheel), "-m", "faces64"],
+        env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not (target / "stale.txt").exists()
+    ours = {k for k in read_folder(target) if k.startswith("idinvert")}
+    theirs = {k for k in read_folder(space) if k.startswith("idinvert")}
+    assert ours == theirs
+    assert 'DEFAULT_MODEL = "faces64"' in (target / "app.py").read_text()
+    proc = run_cli(["space", "export", str(tmp_path / "s3"), "-m", f"{REPO_ID}@main"], env)
+    assert proc.returncode == 0 and "not pinned" in proc.stderr, proc.stderr
+
+
+def test_export_from_an_installed_wheel(published, tmp_path: Path) -> None:
+    """idinvert installed from a wheel (no source tree): its installed files are shipped."""
+    from idinvert.hub.space import build_wheel, source_checkout
+
+    _hub, _sha, _model, space, root = published
+    source = source_checkout()
+    if source is None:
+        pytest.skip("idinvert is not installed from a source tree")
+    wheel = build_wheel(source, tmp_path / "wheel")
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+        + ["--disable-pip-version-check", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    code = (
+        "import sys; from idinvert.hub.space import export_space, source_checkout; "
+        "assert source_checkout() is None, source_checkout(); "
+        "export_space(sys.argv[1], 'faces64')"
+    )
+    env = cli_env(tmp_path, None, PYTHONPATH=str(target))
+    out = subprocess.run(
+        [str(_scratch_python(root)), "-c", code, str(tmp_path / "space")],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    ours = {k for k in read_folder(tmp_path / "space") if k.startswith("idinvert/")}
+    theirs = {k for k in read_folder(space) if k.startswith("idinvert/")}
+    assert ours == theirs
