@@ -99,7 +99,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     model = args.model or ensure_model(args.cache)
-    idinvert = [sys.executable, "-m", "idinvert.core.cli", "invert", str(PHOTO), "--model"]
+    idinvert = [sys.executable, "-m", "idinvert.cli.main", "invert", str(PHOTO), "--model"]
     runs = {
         "read+encode": lambda out: [sys.executable, "-c", READ_AND_ENCODE, str(model), str(PHOTO)],
         "invert --steps 0 --no-align": lambda out: [

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from idinvert.core.api import load_model
 from idinvert.core.boundaries import load_boundary, model_boundaries
 from idinvert.demo import service
+from idinvert.hub.api import load_model
 
 
 def percentile(values: list[float], q: float) -> float:

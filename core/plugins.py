@@ -24,7 +24,7 @@ import importlib.metadata
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -365,8 +365,6 @@ def _collect_operations(reg: _Registry) -> None:
 def _collect_commands(reg: _Registry) -> None:
     import click
 
-    from idinvert.core.cli import SUBCOMMANDS
-
     commands: dict[str, click.Command] = {}
     owners: dict[str, list[str]] = {}
     for name, plugin in reg.ordered_plugins():
@@ -380,13 +378,6 @@ def _collect_commands(reg: _Registry) -> None:
             reg.record(name, "register_commands", exc)
             continue
         for cmd_name, command in group.commands.items():
-            if cmd_name in SUBCOMMANDS:
-                reg.record(
-                    name,
-                    "register_commands",
-                    f"command {cmd_name!r} is a built-in idinvert command",
-                )
-                continue
             owners.setdefault(cmd_name, []).append(name)
             if len(owners[cmd_name]) > 1:
                 reg.record(
@@ -456,8 +447,12 @@ def get_edit_operation(name: str) -> EditOperation:
     )
 
 
-def plugin_commands() -> dict[str, click.Command]:
-    """Name → click command registered by plugins through ``register_commands``."""
+def plugin_commands(reserved: Collection[str] = ()) -> dict[str, click.Command]:
+    """Name → click command registered by plugins through ``register_commands``.
+
+    ``reserved``: the host's own command names (the CLI passes its subcommand table); a plugin
+    command with such a name is left out and recorded as that plugin's error.
+    """
     reg = _state()
     load_plugins()
     with _lock:
@@ -470,7 +465,16 @@ def plugin_commands() -> dict[str, click.Command]:
             finally:
                 reg.collecting = False
         assert reg.commands is not None
-        return dict(reg.commands)
+        out = {}
+        for cmd_name, command in list(reg.commands.items()):
+            if cmd_name not in reserved:
+                out[cmd_name] = command
+                continue
+            owner = next(n for n, i in reg.infos.items() if cmd_name in i.commands)
+            reg.infos[owner].commands.remove(cmd_name)
+            del reg.commands[cmd_name]  # reported once
+            reg.record(owner, "register_commands", f"command {cmd_name!r} is a built-in command")
+        return out
 
 
 def add_plugin_commands(group: click.Group) -> None:

@@ -510,8 +510,8 @@ def build_demo(
     examples: list[str] | None = None,
 ) -> gr.Blocks:
     """Load the model and plugins once and build the app (not launched)."""
-    from idinvert.core.api import load_model
     from idinvert.core.plugins import edit_operations, plugin_errors
+    from idinvert.hub.api import load_model
 
     bundle = load_model(model_ref or os.environ.get("IDINVERT_MODEL") or None, device)
     operations = edit_operations()

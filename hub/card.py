@@ -186,7 +186,7 @@ def render_card(
         "```",
         "",
         "```python",
-        "from idinvert.core.api import load_model",
+        "from idinvert.hub.api import load_model",
         "",
         f'bundle = load_model("{repo_id}@main", device="auto")',
         "print(bundle.code_shape)  # (L, D)",

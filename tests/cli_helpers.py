@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from idinvert.core.cli import main
+from idinvert.cli.main import main
 
 
 @dataclass

@@ -578,7 +578,7 @@ def idinvert_cmd() -> list[str]:
     import sys
 
     script = Path(sys.executable).with_name("idinvert")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "idinvert.core.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "idinvert.cli.main"]
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 120, cwd: Path | None = None):

@@ -254,7 +254,7 @@ def test_missing_landmark_model_is_reported(
 @pytest.fixture(autouse=True)
 def _no_lpips(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI's LPIPS metric (a VGG16 build, ~9 s here) is not what these tests are about."""
-    monkeypatch.setattr("idinvert.core.commands._lpips_metric", lambda device: None)
+    monkeypatch.setattr("idinvert.cli.commands._lpips_metric", lambda device: None)
 
 
 @needs_dlib

@@ -48,7 +48,7 @@ def test_card_shows_the_generator_figures_and_a_small_sample_grid():
 def test_default_model_loads_offline_without_network(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
     code = (
-        "from idinvert.core.api import load_model; b = load_model(None, 'cpu'); "
+        "from idinvert.hub.api import load_model; b = load_model(None, 'cpu'); "
         "print(b.config.name, b.resolution)"
     )
     out = subprocess.run(

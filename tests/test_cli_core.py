@@ -22,7 +22,7 @@ def face_png(tmp_path):
 
 def test_help_lists_core_commands():
     out = subprocess.run(
-        [sys.executable, "-m", "idinvert.core.cli", "--help"],
+        [sys.executable, "-m", "idinvert.cli.main", "--help"],
         capture_output=True,
         text=True,
         check=True,

@@ -37,7 +37,7 @@ def _save(tmp: Path, name: str, state: dict) -> Path:
 
 
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    from idinvert.core.cli import main
+    from idinvert.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)

@@ -12,8 +12,8 @@ import vectors as V
 from PIL import Image
 from plugins_fixtures import SITE, purge_fixture_modules, run_cli
 
+from idinvert.cli.edit import build_command, expand_variadic
 from idinvert.core import plugins
-from idinvert.core.edit_cli import build_command, expand_variadic
 from idinvert.core.images import load_for_model
 
 L, D, R = 8, 16, 32  # the tiny model
@@ -545,7 +545,7 @@ def test_official_pickled_boundary_of_another_model(
         pytest.xfail(f"core/boundaries.py cannot read official boundary files yet: {exc}")
     param = OPERATION.param("boundary")
     assert param.type is ParamType.BOUNDARY
-    from idinvert.core.api import load_model
+    from idinvert.hub.api import load_model
 
     bundle = load_model(tiny_model_dir, "cpu")
     with pytest.raises(ParamError, match=r"has shape \[14, 512\] but this model needs \[8, 16\]"):
@@ -780,8 +780,8 @@ def test_docs_tutorial_plugin_works(
 
 def test_common_options_match_core_commands() -> None:
     """edit_cli's torch-free copies of --model/--out/--device equal idinvert invert's."""
-    from idinvert.core.commands import invert_command
-    from idinvert.core.edit_cli import common_options
+    from idinvert.cli.commands import invert_command
+    from idinvert.cli.edit import common_options
 
     theirs = {p.name: p for p in invert_command.params}
     for ours in common_options()[:3]:

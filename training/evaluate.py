@@ -39,8 +39,9 @@ import torch
 
 from idinvert.core.boundaries import load_boundary, model_boundaries
 from idinvert.core.inversion import InversionSettings, encode, invert, synthesize
-from idinvert.core.modeldir import ModelBundle, load_model_dir
+from idinvert.core.modeldir import ModelBundle
 from idinvert.core.models.perceptual import PerceptualNet
+from idinvert.hub.api import load_model
 from idinvert.training.boundary_train import edit_codes, read_report
 from idinvert.training.classifier import AttributeClassifier, load_classifier, predict_logits
 from idinvert.training.splits import (
@@ -270,7 +271,7 @@ def evaluate(
     """
     start = time.perf_counter()
     model_dir = Path(model_dir)
-    bundle = load_model_dir(model_dir, device)
+    bundle = load_model(model_dir, device)
     classifier, cinfo = load_classifier(model_dir, bundle.device)
     names = tuple(classifier.config.attributes)
 
@@ -384,7 +385,7 @@ def evaluate_generator(
     ...}``."""
     start = time.perf_counter()
     model_dir = Path(model_dir)
-    bundle = load_model_dir(model_dir, device)
+    bundle = load_model(model_dir, device)
     classifier, cinfo = None, {}
     if (model_dir / "classifier.safetensors").is_file():
         classifier, cinfo = load_classifier(model_dir, bundle.device)

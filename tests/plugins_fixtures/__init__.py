@@ -32,7 +32,7 @@ FIXTURE_PLUGINS = (
 
 def run_cli(args: list[object], capsys: Any) -> tuple[int, str, str]:
     """Run ``idinvert ARGS`` in-process like the console script → (exit code, stdout, stderr)."""
-    from idinvert.core.cli import main
+    from idinvert.cli.main import main
 
     capsys.readouterr()
     code = 0

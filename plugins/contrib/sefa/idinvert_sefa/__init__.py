@@ -166,9 +166,9 @@ def sefa_boundaries(
     """
     import click
 
-    from idinvert.core.api import load_model
     from idinvert.core.boundaries import Boundary, parse_layers, save_boundary
     from idinvert.core.outputs import staged_output
+    from idinvert.hub.api import load_model
 
     bundle = load_model(model_ref, device)
     try:
@@ -192,7 +192,7 @@ def register_commands(cli: click.Group) -> None:
     """Add ``idinvert sefa-boundaries`` (cheap: nothing heavy is imported until it runs)."""
     import click
 
-    from idinvert.core.edit_cli import common_options
+    from idinvert.cli.edit import common_options
 
     model, out, device, _batch = common_options()
     params = [

@@ -202,7 +202,7 @@ def _param_option(p: Param) -> click.Option:
 def common_options() -> list[click.Option]:
     """``--model``, ``--out``, ``--device`` (as in ``idinvert invert``) and ``--batch-size``.
 
-    Defined here rather than imported from :mod:`idinvert.core.commands` so that building a
+    Defined here rather than imported from :mod:`idinvert.cli.commands` so that building a
     command (``idinvert edit NAME --help``) does not import torch; a test keeps them in sync.
     Destinations: ``model_ref``, ``out_dir``, ``device``, ``batch_size``.
     """
@@ -327,9 +327,9 @@ def run_command(op: EditOperation, kwargs: dict[str, Any]) -> None:
     """Load the model and inputs, run ``op`` and write its outputs to ``--out``."""
     from tqdm.auto import tqdm
 
-    from idinvert.core.api import load_model
     from idinvert.core.edit import run_edit
     from idinvert.core.outputs import staged_output
+    from idinvert.hub.api import load_model
 
     warn_plugin_errors(click.get_current_context(silent=True))
     out_dir: Path = kwargs["out_dir"]

@@ -23,7 +23,7 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
     IDINVERT_PLUGINS=a,b loads only the listed third-party plugins;
     IDINVERT_DISABLE_PLUGINS=a,b disables plugins (built-ins too).
     """
-    from idinvert.core.edit_cli import warn_plugin_errors
+    from idinvert.cli.edit import warn_plugin_errors
     from idinvert.core.plugins import plugin_infos
 
     infos = plugin_infos(include_builtins=show_all)

@@ -49,7 +49,7 @@ def _unique_stems(paths: list[Path]) -> list[str]:
 
 
 def _load_model(model_ref: str | None, device: str):
-    from idinvert.core.api import load_model
+    from idinvert.hub.api import load_model
 
     return load_model(model_ref, device)
 

@@ -19,23 +19,23 @@ from idinvert.core.errors import IdinvertError
 
 #: name → ("module", "attribute", "short help") of every subcommand.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("idinvert.demo.cli", "demo_command", "Start the Gradio web demo (the main job)."),
-    "invert": ("idinvert.core.commands", "invert_command", "Invert images into W+ codes."),
-    "render": ("idinvert.core.commands", "render_command", "Render W+ codes to images."),
-    "sample": ("idinvert.core.commands", "sample_command", "Random images from a model."),
+    "demo": ("idinvert.cli.demo", "demo_command", "Start the Gradio web demo (the main job)."),
+    "invert": ("idinvert.cli.commands", "invert_command", "Invert images into W+ codes."),
+    "render": ("idinvert.cli.commands", "render_command", "Render W+ codes to images."),
+    "sample": ("idinvert.cli.commands", "sample_command", "Random images from a model."),
     "edit": (
-        "idinvert.core.edit_cli",
+        "idinvert.cli.edit",
         "edit_group",
         "Edit codes with a registered edit operation.",
     ),
     "convert": (
-        "idinvert.hub.convert_cli",
+        "idinvert.cli.convert",
         "convert_command",
         "Official checkpoints -> model directory.",
     ),
-    "models": ("idinvert.hub.cli", "models_command", "List the known models."),
-    "hub": ("idinvert.hub.cli", "hub_group", "Publish to and download from the Hugging Face Hub."),
-    "plugins": ("idinvert.core.plugin_cli", "plugins_command", "List installed plugins."),
+    "models": ("idinvert.cli.hub", "models_command", "List the known models."),
+    "hub": ("idinvert.cli.hub", "hub_group", "Publish to and download from the Hugging Face Hub."),
+    "plugins": ("idinvert.cli.plugins", "plugins_command", "List installed plugins."),
     "space": ("idinvert.hub.space_cli", "space_group", "Export a Hugging Face Space folder."),
     "data": ("idinvert.training.data_cli", "data_group", "Render the synthetic face dataset."),
     "train": (
@@ -90,7 +90,7 @@ def _plugin_commands() -> dict[str, click.Command]:
     try:
         from idinvert.core.plugins import plugin_commands
 
-        return plugin_commands()
+        return plugin_commands(reserved=SUBCOMMANDS)
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
         logging.getLogger(__name__).warning("plugin commands unavailable: %s", exc)
         return {}
