@@ -9,7 +9,6 @@ argument checks) are printed as one line without a traceback, with a non-zero ex
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import sys
 
@@ -36,7 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("idinvert.cli.hub", "models_command", "List the known models."),
     "hub": ("idinvert.cli.hub", "hub_group", "Publish to and download from the Hugging Face Hub."),
     "plugins": ("idinvert.cli.plugins", "plugins_command", "List installed plugins."),
-    "space": ("idinvert.hub.space_cli", "space_group", "Export a Hugging Face Space folder."),
+    "space": ("idinvert.cli.space", "space_group", "Export a Hugging Face Space folder."),
     "data": ("idinvert.training.data_cli", "data_group", "Render the synthetic face dataset."),
     "train": (
         "idinvert.training.train_cli",
@@ -62,9 +61,7 @@ class LazyGroup(click.Group):
         module_name, attr, short_help = SUBCOMMANDS[cmd_name]
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
-                return None  # this part is not built yet / not installed
+        except ModuleNotFoundError as exc:  # an optional dependency (e.g. gradio) is missing
             return _unavailable(cmd_name, short_help, f"missing dependency {exc.name!r}")
         return getattr(module, attr)
 
@@ -72,9 +69,6 @@ class LazyGroup(click.Group):
         rows = []
         for name in self.list_commands(ctx):
             if name in SUBCOMMANDS:
-                module_name = SUBCOMMANDS[name][0]
-                if importlib.util.find_spec(module_name) is None:
-                    continue
                 rows.append((name, SUBCOMMANDS[name][2]))
             else:
                 cmd = self.get_command(ctx, name)
