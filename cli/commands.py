@@ -10,34 +10,14 @@ import click
 import numpy as np
 import torch
 
+from idinvert.cli.options import DEVICE, MODEL, OUT, batch_size
 from idinvert.core.codes import load_codes, save_codes
 from idinvert.core.images import load_for_model, save_png, to_tensor, to_uint8
 from idinvert.core.inversion import InversionSettings, StepInfo, invert, synthesize
 from idinvert.core.outputs import staged_output
 
-model_option = click.option(
-    "--model",
-    "-m",
-    "model_ref",
-    default=None,
-    metavar="REF",
-    help="Built-in name, model directory, or Hub repo id owner/name[@revision]. "
-    "Default: the bundled model.",
-)
-device_option = click.option(
-    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."
-)
-out_option = click.option(
-    "--out",
-    "-o",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output directory (created; nothing is written there if the command fails).",
-)
 
-
-def _unique_stems(paths: list[Path]) -> list[str]:
+def unique_stems(paths: list[Path]) -> list[str]:
     """File stems, disambiguated with a counter when two inputs share a stem."""
     seen: dict[str, int] = {}
     stems = []
@@ -110,8 +90,8 @@ def _write_alignment(
 
 @click.command("invert")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@model_option
-@out_option
+@MODEL
+@OUT
 @click.option(
     "--steps",
     default=100,
@@ -141,13 +121,7 @@ def _write_alignment(
     type=click.FloatRange(min=0),
     help="Weight of the encoder-consistency (in-domain) regularizer.",
 )
-@click.option(
-    "--batch-size",
-    default=4,
-    show_default=True,
-    type=click.IntRange(1, 1024),
-    help="Images optimized together.",
-)
+@batch_size(4, "Images optimized together.")
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16"]),
@@ -156,7 +130,7 @@ def _write_alignment(
     help="fp32 reproduces the official numbers; bf16 runs the networks in bfloat16 "
     "(faster on CPUs with AMX/AVX-512 BF16 and recent GPUs, same objective within ~1%).",
 )
-@device_option
+@DEVICE
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--align/--no-align",
@@ -244,7 +218,7 @@ def invert_command(
     if lpips_metric is not None:
         lpips_enc = lpips_metric(enc_images, targets)
         lpips_inv = lpips_enc if steps == 0 else lpips_metric(inv_images, targets)
-    stems = _unique_stems(paths)
+    stems = unique_stems(paths)
     per_image = []
     with staged_output(out_dir) as stage:
         save_codes(result.codes.numpy(), stage / "codes.npy")
@@ -290,7 +264,7 @@ def invert_command(
 
 
 @click.command("render")
-@model_option
+@MODEL
 @click.option(
     "--codes",
     "codes_path",
@@ -298,9 +272,9 @@ def invert_command(
     type=click.Path(path_type=Path),
     help="codes.npy: [N, L, D] or [N, S, L, D] float32.",
 )
-@out_option
-@device_option
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
+@OUT
+@DEVICE
+@batch_size(8)
 def render_command(
     model_ref: str | None, codes_path: Path, out_dir: Path, device: str, batch_size: int
 ) -> None:
@@ -325,7 +299,7 @@ def render_command(
 
 
 @click.command("sample")
-@model_option
+@MODEL
 @click.option("--n", "num", required=True, type=click.IntRange(1, 100000), help="Number of images.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
@@ -334,9 +308,9 @@ def render_command(
     type=click.FloatRange(0, 2),
     help="Truncation psi (default: the model's; 1 disables).",
 )
-@out_option
-@device_option
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1, 1024))
+@OUT
+@DEVICE
+@batch_size(8)
 def sample_command(
     model_ref: str | None,
     num: int,

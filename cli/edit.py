@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+from idinvert.cli.options import DEVICE, MODEL, OUT, batch_size
 from idinvert.core.edit import (
     EditInputs,
     EditOperation,
@@ -36,6 +37,9 @@ from idinvert.core.edit import (
     SlotType,
     params_to_json,
 )
+
+#: ``--batch-size`` of the generated edit commands.
+EDIT_BATCH_SIZE = batch_size(8, "Images pushed through the networks at once.")
 
 #: Key in ``ctx.meta`` marking that plugin warnings were printed for this invocation.
 _WARNED = "idinvert.plugin_warnings_shown"
@@ -199,43 +203,6 @@ def _param_option(p: Param) -> click.Option:
     )
 
 
-def common_options() -> list[click.Option]:
-    """``--model``, ``--out``, ``--device`` (as in ``idinvert invert``) and ``--batch-size``.
-
-    Defined here rather than imported from :mod:`idinvert.cli.commands` so that building a
-    command (``idinvert edit NAME --help``) does not import torch; a test keeps them in sync.
-    Destinations: ``model_ref``, ``out_dir``, ``device``, ``batch_size``.
-    """
-    return [
-        click.Option(
-            ["--model", "-m", "model_ref"],
-            default=None,
-            metavar="REF",
-            help="Built-in name, model directory, or Hub repo id owner/name[@revision]. "
-            "Default: the bundled model.",
-        ),
-        click.Option(
-            ["--out", "-o", "out_dir"],
-            required=True,
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Output directory (created; nothing is written there if the command fails).",
-        ),
-        click.Option(
-            ["--device"],
-            default="auto",
-            show_default=True,
-            help="auto, cpu, cuda, cuda:N or mps.",
-        ),
-        click.Option(
-            ["--batch-size"],
-            default=8,
-            show_default=True,
-            type=click.IntRange(1, 1024),
-            help="Images pushed through the networks at once.",
-        ),
-    ]
-
-
 def build_command(op: EditOperation) -> click.Command:
     """The ``idinvert edit OP`` command generated from ``op``'s declaration."""
     params: list[click.Parameter] = []
@@ -255,7 +222,7 @@ def build_command(op: EditOperation) -> click.Command:
             )
         )
     params.extend(_param_option(p) for p in op.params)
-    params.extend(common_options())
+    params.extend(o.option() for o in (MODEL, OUT, DEVICE, EDIT_BATCH_SIZE))
     plugin_note = f"\n\n(From plugin {op.plugin}.)" if op.plugin else ""
     help_text = (
         f"{op.title}: {op.description}\n\nWrites OUT/codes.npy (float32, layout "
@@ -279,21 +246,12 @@ def build_command(op: EditOperation) -> click.Command:
 # --------------------------------------------------------------------------- running
 
 
-def _unique_stems(paths: Sequence[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for p in paths:
-        n = seen.get(p.stem, 0)
-        seen[p.stem] = n + 1
-        out.append(p.stem if n == 0 else f"{p.stem}_{n}")
-    return out
-
-
 def _load_inputs(
     op: EditOperation, kwargs: dict[str, Any], bundle: Any
 ) -> tuple[EditInputs, dict[str, Any]]:
     import numpy as np
 
+    from idinvert.cli.commands import unique_stems
     from idinvert.core.codes import load_codes
     from idinvert.core.errors import IdinvertError
     from idinvert.core.images import load_for_model
@@ -310,7 +268,7 @@ def _load_inputs(
                 arrays[slot.name] = np.concatenate([load_codes(p) for p in paths])
             else:
                 arrays[slot.name] = np.stack([load_for_model(p, bundle.resolution) for p in paths])
-                names[slot.name] = _unique_stems(paths)
+                names[slot.name] = unique_stems(paths)
         except (IdinvertError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint=f"'--{slot.name}'") from None
     return EditInputs(arrays, names), record

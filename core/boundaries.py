@@ -53,6 +53,26 @@ class Boundary:
             )
         return d
 
+    def check_fits(self, num_layers: int, dim: int) -> None:
+        """Check that the direction (``[L, D]`` or ``[1, D]``) and the default layers fit a
+        model with ``num_layers`` × ``dim`` codes.
+
+        Raises:
+            ValueError: naming the boundary (another model's boundary, layers out of range).
+        """
+        rows, d = self.direction.shape
+        if d != dim or rows not in (1, num_layers):
+            raise ValueError(
+                f"boundary '{self.name}' has shape [{rows}, {d}] but this model needs "
+                f"[{num_layers}, {dim}] (one direction per layer) or [1, {dim}]: a boundary of "
+                "another model?"
+            )
+        bad = [i for i in self.layers if not 0 <= i < num_layers]
+        if bad:
+            raise ValueError(
+                f"boundary '{self.name}' default layers {bad} are outside 0..{num_layers - 1}"
+            )
+
 
 def _latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
     """``_codecs.encode`` as protocol-2 pickles use it for ``bytes`` (latin-1 only)."""
@@ -252,6 +272,27 @@ def load_boundary(path: str | Path) -> Boundary:
         layers,
         meta.get("source", ""),
     )
+
+
+def find_boundary(ref: str | Path, model_dir: str | Path | None = None) -> Boundary:
+    """A boundary by name (a file in ``model_dir``'s ``boundaries/``) or by file path.
+
+    Raises:
+        ModelFormatError: ``ref`` is neither (the message lists the model's boundaries), or
+            the file is unreadable.
+    """
+    text = str(ref).strip()
+    known = model_boundaries(model_dir)
+    if text in known:
+        return load_boundary(known[text])
+    path = Path(text).expanduser()
+    if not text or not path.is_file():
+        raise ModelFormatError(
+            f"{text!r} is neither a boundary of this model (available: "
+            f"{', '.join(sorted(known)) or 'none'}) nor a boundary file (.npy official format "
+            "or .safetensors)"
+        )
+    return load_boundary(path)
 
 
 def model_boundaries(model_dir: str | Path | None) -> dict[str, Path]:

@@ -3,8 +3,9 @@
 An :class:`EditOperation` says what an edit consumes (:class:`InputKind`), which typed
 parameters it takes (:class:`Param`) and how it runs (``run(context, inputs, params) ->``
 :class:`EditResult`). ``idinvert edit NAME`` generates its options from the declaration
-(``core/edit_cli.py``); the demo generates its controls from the same declaration. Plugins
-register operations through the ``register_edit_operations`` hook (``core/hookspecs.py``).
+(``idinvert.cli.edit``); the demo generates its controls from the same declaration. Plugins
+register operations through the ``register_edit_operations`` hook; their authors import
+everything from :mod:`idinvert.plugins`.
 
 Conventions: codes are float32 W+ arrays ``[..., L, D]`` (``L`` layers of dimension ``D``);
 images are ``uint8 [N, R, R, 3]`` RGB at the model resolution ``R``.
@@ -30,29 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from idinvert.core.boundaries import Boundary, load_boundary, model_boundaries, parse_layers
+from idinvert.core.boundaries import Boundary, find_boundary, model_boundaries, parse_layers
 from idinvert.core.errors import IdinvertError
 
 if TYPE_CHECKING:
     from idinvert.core.modeldir import ModelBundle
-
-__all__ = [
-    "EditContext",
-    "EditError",
-    "EditInputs",
-    "EditOperation",
-    "EditResult",
-    "InputError",
-    "InputKind",
-    "InputSlot",
-    "Layout",
-    "Param",
-    "ParamError",
-    "ParamType",
-    "SlotType",
-    "run_edit",
-    "synthesize_result",
-]
 
 #: Names an operation may not use for parameters: the CLI's common options.
 RESERVED_NAMES = frozenset({"model", "model_ref", "out", "out_dir", "device", "batch_size", "help"})
@@ -260,7 +243,8 @@ def check_inputs(kind: InputKind, inputs: EditInputs, bundle: ModelBundle) -> No
 
 
 class ParamType(str, Enum):
-    """Parameter types; each maps to one CLI option type and one demo control.
+    """Parameter types; each maps to one CLI option type and one demo control. ``Param``
+    also accepts the values as plain strings (``Param("sigma", "float", 0.5)``).
 
     ========  =========================  ===========================  ====================
     type      Python value (resolved)    CLI                          demo control
@@ -269,7 +253,7 @@ class ParamType(str, Enum):
     float     ``float``                  ``--x 0.5``                  slider / number
     bool      ``bool``                   ``--x/--no-x``               checkbox
     choice    ``str`` in ``choices``     ``--x NAME``                 dropdown / radio
-    layers    ``list[int]`` or ``None``  ``--x "0-5"`` / ``"0,2"``    checkbox group 0..L-1
+    layers    sorted ``list[int]``       ``--x "0-5"`` / ``"0,2"``    checkbox group 0..L-1
     boundary  :class:`Boundary`          ``--x NAME|FILE``            dropdown of model's
     string    ``str``                    ``--x TEXT``                 textbox
     ========  =========================  ===========================  ====================
@@ -297,8 +281,9 @@ class Param:
         name: Python identifier (``center_x``); the CLI option is ``--center-x``.
         type: one of :class:`ParamType`.
         default: the default value, or a callable ``(bundle) -> value`` for model-dependent
-            defaults (see :meth:`default_for`). For ``layers``, ``None`` means "the operation
-            decides" (e.g. the boundary's own layers); explain it in ``default_help``.
+            defaults (see :meth:`default_for`). A ``layers`` default of ``None`` resolves to
+            the default layers of the operation's boundary parameter, if it has one with
+            layers, else to all layers ``[0, ..., L-1]``; say which in ``default_help``.
         help: one sentence for the CLI help and the UI tooltip.
         min: inclusive lower bound (int/float), or a callable ``(bundle) -> bound``.
         max: inclusive upper bound, or a callable ``(bundle) -> bound``.
@@ -466,7 +451,15 @@ def _coerce(param: Param, value: Any, bundle: ModelBundle | None) -> Any:
         if not value and num_layers is not None:
             raise ParamError(name, "select at least one layer")
     elif t is ParamType.BOUNDARY:
-        value = _resolve_boundary(param, value, bundle)
+        if not isinstance(value, (Boundary, str, Path)):
+            raise ParamError(name, f"expected a boundary name or file, got {value!r}")
+        try:
+            if not isinstance(value, Boundary):
+                value = find_boundary(value, bundle.path if bundle is not None else None)
+            if bundle is not None:
+                value.check_fits(*bundle.code_shape)
+        except (IdinvertError, ValueError, OSError) as exc:
+            raise ParamError(name, str(exc)) from None
     if t in (ParamType.INT, ParamType.FLOAT):
         lo, hi = param.bounds_for(bundle)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -474,72 +467,6 @@ def _coerce(param: Param, value: Any, bundle: ModelBundle | None) -> Any:
             hi_s = "inf" if hi is None else f"{hi:g}"
             raise ParamError(name, f"must be in [{lo_s}, {hi_s}], got {value:g}")
     return value
-
-
-def _load_boundary_file(path: Path) -> Boundary:
-    """Read a boundary file. Plain numeric ``.npy`` arrays (``[1, L, D]``, ``[L, D]``, ``[D]``)
-    are read with ``allow_pickle=False``; pickled official dicts and ``.safetensors`` files go
-    through :func:`~idinvert.core.boundaries.load_boundary` (restricted unpickler)."""
-    if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError:  # an object array: the official {'boundary', 'meta_data'} dict
-            return load_boundary(path)
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"{path}: boundary must be floating-point, got {arr.dtype}")
-        if arr.ndim == 3 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.ndim == 1:
-            arr = arr[None]
-        if arr.ndim != 2 or not np.all(np.isfinite(arr)):
-            raise ValueError(
-                f"{path}: boundary must be finite [1, L, D], [L, D] or [D], got {list(arr.shape)}"
-            )
-        return Boundary(path.stem, arr.astype(np.float32), [], f"official {path.name}")
-    return load_boundary(path)
-
-
-def _resolve_boundary(param: Param, value: Any, bundle: ModelBundle | None) -> Boundary:
-    """A boundary name (inside the model directory), a file path, or a :class:`Boundary`
-    → a :class:`Boundary` checked against the model's ``[L, D]``."""
-    name = param.name
-    if isinstance(value, Boundary):
-        boundary = value
-    elif isinstance(value, (str, Path)) and str(value).strip():
-        text = str(value).strip()
-        known = model_boundaries(bundle.path) if bundle is not None else {}
-        if text in known:
-            path = known[text]
-        else:
-            path = Path(text).expanduser()
-            if not path.is_file():
-                avail = ", ".join(sorted(known)) or "none"
-                raise ParamError(
-                    name,
-                    f"{text!r} is neither a boundary of this model (available: {avail}) nor a "
-                    "boundary file (.npy official format or .safetensors)",
-                )
-        try:
-            boundary = _load_boundary_file(path)
-        except (IdinvertError, ValueError, OSError) as exc:
-            raise ParamError(name, str(exc)) from None
-    else:
-        raise ParamError(name, f"expected a boundary name or file, got {value!r}")
-    if bundle is not None:
-        L, D = bundle.code_shape
-        rows, dim = boundary.direction.shape
-        if dim != D or rows not in (1, L):
-            raise ParamError(
-                name,
-                f"boundary '{boundary.name}' has shape [{rows}, {dim}] but this model needs "
-                f"[{L}, {D}] (one direction per layer) or [1, {D}]: a boundary of another model?",
-            )
-        bad = [i for i in boundary.layers if not 0 <= i < L]
-        if bad:
-            raise ParamError(
-                name, f"boundary '{boundary.name}' default layers {bad} are outside 0..{L - 1}"
-            )
-    return boundary
 
 
 # --------------------------------------------------------------------------- results
@@ -568,9 +495,10 @@ class EditResult:
     """What an operation returns.
 
     Attributes:
-        codes: float32 codes, ``[N, L, D]`` / ``[N, S, L, D]`` / ``[rows, cols, L, D]`` by
-            ``layout``.
-        layout: see :class:`Layout`.
+        codes: float32 codes, ``[N, L, D]`` / ``[N, S, L, D]`` / ``[rows, cols, L, D]`` by the
+            operation's :class:`Layout`.
+        layout: filled in by :func:`run_edit` from :attr:`EditOperation.layout` (the one place
+            a layout is stated); leave it out.
         names: one name per item of the first axis (samples; grid rows), used for file names
             and UI captions; ``None`` = zero-padded indices.
         column_names: grid only: one name per column.
@@ -582,7 +510,7 @@ class EditResult:
     """
 
     codes: np.ndarray
-    layout: Layout
+    layout: Layout | None = None
     names: list[str] | None = None
     column_names: list[str] | None = None
     extra_images: dict[str, np.ndarray] = field(default_factory=dict)
@@ -610,7 +538,12 @@ def check_result(op: EditOperation, result: EditResult, bundle: ModelBundle) -> 
     who = f"operation '{op.name}'" + (f" (plugin {op.plugin})" if op.plugin else "")
     if not isinstance(result, EditResult):
         raise EditError(f"{who} returned {type(result).__name__}, not an EditResult")
-    layout = Layout(result.layout)
+    layout = op.layout
+    if result.layout is not None and Layout(result.layout) is not layout:
+        raise EditError(
+            f"{who} returned layout '{Layout(result.layout).value}' but declares "
+            f"'{layout.value}' (leave EditResult.layout out: run_edit fills it in)"
+        )
     codes = np.asarray(result.codes)
     L, D = bundle.code_shape
     rank = layout.code_rank + 2
@@ -694,7 +627,8 @@ class EditOperation:
         params: typed parameters, in display order.
         run: ``run(context, inputs, params) -> EditResult``; ``params`` holds resolved values
             for every declared parameter (see :meth:`resolve_params`).
-        layout: the :class:`Layout` of the result (lets a UI prepare its output widget).
+        layout: the :class:`Layout` of the result codes (default ``sequences``); the only place
+            it is stated: :func:`run_edit` copies it onto the :class:`EditResult`.
         validate: optional ``validate(params, bundle)`` for rules spanning several parameters
             or the model (e.g. a crop inside the image); raises :class:`ParamError`.
         plugin: the registering plugin's name (filled in by the plugin registry).
@@ -746,7 +680,8 @@ class EditOperation:
 
         Returns:
             name → resolved value for every declared parameter (``layers`` → sorted
-            ``list[int]`` or ``None``, ``boundary`` → :class:`Boundary`).
+            ``list[int]``, never ``None`` when ``bundle`` is given; ``boundary`` →
+            :class:`Boundary`; other parameters without a default → ``None``).
 
         Raises:
             ParamError: naming the first offending parameter.
@@ -769,6 +704,10 @@ class EditOperation:
                     resolved[p.name] = None
                     continue
             resolved[p.name] = _coerce(p, value, bundle)
+        if bundle is not None:
+            for p in self.params:
+                if p.type is ParamType.LAYERS and resolved[p.name] is None:
+                    resolved[p.name] = _default_layers(resolved, bundle)
         if self.validate is not None and bundle is not None:
             self.validate(resolved, bundle)
         return resolved
@@ -788,6 +727,15 @@ class EditOperation:
             "params": [p.describe() for p in self.params],
             "plugin": self.plugin,
         }
+
+
+def _default_layers(resolved: Mapping[str, Any], bundle: ModelBundle) -> list[int]:
+    """A ``layers`` parameter left at ``None``: the default layers of the operation's boundary
+    parameter when it has one that declares layers, else every layer ``[0, ..., L-1]``."""
+    for value in resolved.values():
+        if isinstance(value, Boundary) and value.layers:
+            return list(value.layers)
+    return list(range(bundle.num_layers))
 
 
 def run_edit(

@@ -1,10 +1,13 @@
-"""Edit math as pure numpy functions on W+ codes (after the official ``utils/editor.py``).
+"""Edit math on W+ codes (after the official ``utils/editor.py`` and ``diffuse.py``).
 
-Every function takes and returns plain arrays with the shapes stated in its docstring, checks
-its arguments and raises ``ValueError`` whose message starts with the offending parameter's
-name. The arithmetic follows the official code operation for operation (including numpy's
-float64 promotion where the official functions promote), so results match the reference
-vectors to float precision. Plugins in ``idinvert.plugins`` are thin shells around these.
+Interpolation, manipulation, style mixing and semantic diffusion's mask and stitching are
+pure numpy functions; :func:`semantic_diffusion` composes the latter with the core's masked
+inversion (torch, imported when called). Every function takes and returns plain arrays with
+the shapes stated in its docstring, checks its arguments and raises ``ValueError`` whose
+message starts with the offending parameter's name. The arithmetic follows the official code
+operation for operation (including numpy's float64 promotion where the official functions
+promote), so results match the reference vectors to float precision. The built-in plugins
+in ``idinvert.plugins`` are thin shells around these.
 
 Shapes: ``N`` samples, ``S`` steps, ``L`` layers, ``D`` code dimension; ``R`` resolution.
 """
@@ -12,15 +15,23 @@ Shapes: ``N`` samples, ``S`` steps, ``L`` layers, ``D`` code dimension; ``R`` re
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from idinvert.core.inversion import InversionSettings, StepCallback
+    from idinvert.core.modeldir import ModelBundle
+
 __all__ = [
+    "DiffusionResult",
     "interpolate",
     "layerwise_strength",
     "manipulate",
     "mix_style",
     "rect_mask",
+    "semantic_diffusion",
     "stitch",
 ]
 
@@ -263,3 +274,72 @@ def stitch(targets: np.ndarray, contexts: np.ndarray, mask: np.ndarray) -> np.nd
         raise ValueError(f"mask: expected [1, 1|3, R, R], got {list(mask.shape)}")
     out = targets[:, np.newaxis] * mask[np.newaxis] + contexts[np.newaxis] * (1 - mask[np.newaxis])
     return out.reshape(-1, *targets.shape[1:])
+
+
+@dataclass
+class DiffusionResult:
+    """Output of :func:`semantic_diffusion`.
+
+    Attributes:
+        codes: float32 ``[T·C, L, D]`` final codes (target-major).
+        init_codes: float32 ``[T·C, L, D]`` encoder codes of the stitched inputs.
+        stitched: float32 ``[T·C, 3, R, R]`` stitched inputs in [−1, 1].
+        history: loss name → ``[steps, T·C]``.
+    """
+
+    codes: np.ndarray
+    init_codes: np.ndarray
+    stitched: np.ndarray
+    history: dict[str, np.ndarray]
+
+
+def semantic_diffusion(
+    bundle: ModelBundle,
+    targets: np.ndarray,
+    contexts: np.ndarray,
+    *,
+    center_x: int,
+    center_y: int,
+    crop_x: int,
+    crop_y: int,
+    settings: InversionSettings,
+    batch_size: int | None = None,
+    callback: StepCallback | None = None,
+) -> DiffusionResult:
+    """Diffuse every target's crop into every context (official ``diffuse.py``).
+
+    For every target × context pair the crop is pasted (:func:`stitch`), ``E(x)`` is the start
+    code, and the code is optimised so that ``G(z)`` reproduces only the crop (masked pixel +
+    perceptual loss; the official run has no domain term): the generator fills in the rest.
+
+    Args:
+        bundle: the model (needs a perceptual net when ``settings.perceptual_weight > 0``).
+        targets: float ``[T, 3, R, R]`` in [−1, 1].
+        contexts: float ``[C, 3, R, R]`` in [−1, 1].
+        center_x, center_y: crop centre (column, row) in pixels.
+        crop_x, crop_y: crop width and height in pixels.
+        settings: optimisation settings (the official run uses ``domain_weight=0``).
+        batch_size: pairs optimised at once (``None``: all).
+        callback: per-step callback of :func:`idinvert.core.inversion.invert`.
+
+    Raises:
+        ValueError: naming ``center_x``/``center_y``/``crop_x``/``crop_y`` when the crop does
+            not fit in the image.
+    """
+    import torch
+
+    from idinvert.core.inversion import invert
+
+    mask = rect_mask(bundle.resolution, center_x, center_y, crop_x, crop_y)
+    stitched = stitch(np.asarray(targets, np.float32), np.asarray(contexts, np.float32), mask)
+    result = invert(
+        bundle,
+        torch.from_numpy(stitched),
+        settings,
+        mask=torch.from_numpy(mask),
+        batch_size=batch_size,
+        callback=callback,
+    )
+    return DiffusionResult(
+        result.codes.numpy(), result.init_codes.numpy(), stitched, result.history
+    )

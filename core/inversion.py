@@ -313,16 +313,3 @@ def invert(
     history = {k: np.concatenate([h[k] for h in histories], axis=1) for k in LOSS_NAMES}
     return InversionResult(torch.cat(codes), torch.cat(inits), history, time.perf_counter() - start)
 
-
-def crop_mask(
-    resolution: int, center_x: int, center_y: int, crop_x: int, crop_y: int
-) -> torch.Tensor:
-    """Rectangular diffusion mask ``[1, 3, R, R]`` as a tensor (see
-    :func:`idinvert.core.editing.rect_mask`, which it wraps).
-
-    Raises:
-        ValueError: the crop is empty or not fully inside the image (names the parameter).
-    """
-    from idinvert.core.editing import rect_mask
-
-    return torch.from_numpy(rect_mask(resolution, center_x, center_y, crop_x, crop_y))

@@ -1,19 +1,17 @@
 """The plugin manager: built-in and third-party plugins, loaded lazily and isolated.
 
-* Built-ins are the modules in :data:`DEFAULT_PLUGINS`, registered through the same hooks as
-  third-party plugins (datasette's pattern).
-* Third-party plugins come from the entry-point group ``idinvert`` (pluggy's
-  ``load_setuptools_entrypoints``, re-implemented per entry point so that one broken plugin
-  cannot stop the others from loading).
-* ``IDINVERT_PLUGINS=a,b`` is an allow-list of third-party plugins (entry-point or
-  distribution names; empty = none); ``IDINVERT_DISABLE_PLUGINS=a,b`` blocks plugins, built-ins
-  included (``pm.set_blocked``). Both are read once, at the first :func:`load_plugins`.
-* Everything is lazy and idempotent: nothing is imported until a front end asks for
-  operations, commands or plugin information.
-* A plugin that fails to import, fails hook validation (``pm.check_pending()``: misspelled
-  hook names), raises inside a hook or registers a name another plugin already owns is
-  *recorded* (:func:`plugin_errors`); the rest keep working. The CLI prints the errors as
-  warnings and the demo shows them in a banner.
+* Built-ins are the modules in :data:`DEFAULT_PLUGINS`, registered exactly like third-party
+  plugins (datasette's pattern); third-party plugins come from the entry-point group
+  ``idinvert``, one entry point at a time, so one broken plugin cannot stop the others.
+* ``IDINVERT_PLUGINS=a,b`` allow-lists third-party plugins (entry-point or distribution names;
+  set but empty = none); ``IDINVERT_DISABLE_PLUGINS=a,b`` blocks plugins, built-ins included
+  (``pm.set_blocked``). Both are read at the first :func:`load_plugins`.
+* :func:`load_plugins` is lazy and idempotent (llm's pattern); the registration hooks run once,
+  the first time operations, commands or plugin information are asked for.
+* A plugin that fails to import, fails ``pm.check_pending()`` (a misspelled hook), raises in a
+  hook or registers a name another plugin owns is *recorded* (:func:`plugin_errors`), never
+  fatal; a name registered twice is unusable until one plugin is disabled, and the error names
+  both. The CLI prints the errors as warnings, the demo shows them in a banner.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ import importlib.metadata
 import os
 import re
 import threading
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -45,17 +43,14 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "idinvert.plugins.diffuse",
     "idinvert.plugins.mix",
 )
-#: pluggy project name and entry-point group.
-PROJECT = "idinvert"
+#: Entry-point group of third-party plugins (also the pluggy project name).
 ENTRY_POINT_GROUP = "idinvert"
 #: Allow-list of third-party plugins (comma-separated names; set but empty = none).
 ALLOW_ENV = "IDINVERT_PLUGINS"
 #: Deny-list (comma-separated plugin, entry-point or distribution names; built-ins too).
 DENY_ENV = "IDINVERT_DISABLE_PLUGINS"
-
-STATUS_LOADED = "loaded"
-STATUS_ERROR = "error"
-STATUS_DISABLED = "disabled"
+OPERATIONS_HOOK = "register_edit_operations"
+COMMANDS_HOOK = "register_commands"
 
 
 class UnknownOperationError(IdinvertError, LookupError):
@@ -63,7 +58,7 @@ class UnknownOperationError(IdinvertError, LookupError):
 
 
 class OperationConflictError(IdinvertError, LookupError):
-    """Two plugins registered the same operation (or command) name."""
+    """Two plugins registered the same operation name."""
 
 
 @dataclass(frozen=True)
@@ -98,12 +93,12 @@ class PluginInfo:
         hooks: hook names it implements.
         operations: edit operations it registered.
         commands: CLI commands it registered.
-        errors: what went wrong.
+        errors: what went wrong, ``"stage: message"``.
     """
 
     name: str
     builtin: bool
-    status: str = STATUS_LOADED
+    status: str = "loaded"
     version: str | None = None
     distribution: str | None = None
     module: str | None = None
@@ -116,69 +111,79 @@ class PluginInfo:
         return dataclasses.asdict(self)
 
 
-class _Registry:
-    """All plugin state of the process (one instance; :func:`reset_plugins` replaces it)."""
+@dataclass
+class _Registrations:
+    """What the registration hooks produced (rebuilt when plugins change)."""
+
+    operations: dict[str, EditOperation] = field(default_factory=dict)
+    commands: dict[str, click.Command] = field(default_factory=dict)
+    owners: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (hook, name)
+    errors: list[PluginError] = field(default_factory=list)
+
+    def add(self, hook: str, name: str, item: Any, plugin: str) -> None:
+        """Keep ``item`` under ``name`` unless another plugin has it (then neither is usable)."""
+        table = self.table(hook)
+        owners = self.owners.setdefault((hook, name), [])
+        owners.append(plugin)
+        if len(owners) == 1:
+            table[name] = item
+            return
+        table.pop(name, None)
+        kind = "operation" if hook == OPERATIONS_HOOK else "command"
+        self.errors.append(
+            PluginError(
+                plugin,
+                hook,
+                f"{kind} {name!r} is already registered by plugin {owners[0]!r}; '{name}' is "
+                f"unusable until one is disabled ({DENY_ENV}={plugin})",
+            )
+        )
+
+    def conflicts(self, hook: str) -> dict[str, list[str]]:
+        return {n: list(o) for (h, n), o in self.owners.items() if h == hook and len(o) > 1}
+
+    def table(self, hook: str) -> dict[str, Any]:
+        """The usable registrations of ``hook``: operations or commands, by name."""
+        return self.operations if hook == OPERATIONS_HOOK else self.commands
+
+    def provided(self, hook: str, plugin: str) -> list[str]:
+        """What ``plugin`` registered through ``hook`` and may be used."""
+        usable = self.table(hook)
+        owned = [n for (h, n), o in self.owners.items() if h == hook and o == [plugin]]
+        return [n for n in owned if n in usable]
+
+
+class _State:
+    """All plugin state of the process; :func:`reset_plugins` replaces it."""
 
     def __init__(self) -> None:
-        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.loaded = False
-        self.infos: dict[str, PluginInfo] = {}
-        self.errors: list[PluginError] = []
-        self.operations: dict[str, EditOperation] | None = None
-        self.operation_conflicts: dict[str, list[str]] = {}
-        self.commands: dict[str, click.Command] | None = None
-        self.command_conflicts: dict[str, list[str]] = {}
-        self.collecting = False  # inside a registration hook (guards re-entrant calls)
-
-    # -- bookkeeping -------------------------------------------------------------------
+        self.infos: dict[str, PluginInfo] = {}  # registration order: built-ins first
+        self.errors: list[PluginError] = []  # import / register / validate
+        self.registrations: _Registrations | None = None
+        self.collecting = False
 
     def record(self, plugin: str, stage: str, exc: BaseException | str) -> None:
-        message = exc if isinstance(exc, str) else _one_line(exc)
-        self.errors.append(PluginError(plugin, stage, message))
-        info = self.infos.get(plugin)
-        if info is not None:
-            info.status = STATUS_ERROR
-            info.errors.append(f"{stage}: {message}")
+        self.errors.append(PluginError(plugin, stage, exc if isinstance(exc, str) else _line(exc)))
 
-    def invalidate(self) -> None:
-        self.operations = None
-        self.commands = None
-        self.operation_conflicts = {}
-        self.command_conflicts = {}
-        self.errors = [e for e in self.errors if e.stage in ("import", "register", "validate")]
-        for info in self.infos.values():
-            info.operations, info.commands = [], []
-            info.errors = [
-                e for e in info.errors if e.split(":", 1)[0] in ("import", "register", "validate")
-            ]
-            if info.status == STATUS_ERROR and not info.errors:
-                info.status = STATUS_LOADED
-
-    def ordered_plugins(self) -> list[tuple[str, object]]:
-        """(name, plugin) in registration order (built-ins first)."""
-        out = []
-        for name in self.infos:
-            plugin = self.pm.get_plugin(name)
-            if plugin is not None:
-                out.append((name, plugin))
-        return out
-
-    def register(self, plugin: object, name: str, info: PluginInfo) -> bool:
-        self.infos[name] = info
+    def register(self, plugin: object, info: PluginInfo) -> bool:
+        """Register ``plugin`` under ``info.name`` (blocked → disabled; failures recorded)."""
+        self.infos[info.name] = info
         try:
-            if self.pm.register(plugin, name) is None:
-                info.status = STATUS_DISABLED
+            if self.pm.register(plugin, info.name) is None:
+                info.status = "disabled"
                 return False
-        except Exception as exc:  # PluginValidationError, ValueError (already registered)
-            self.record(name, "register", exc)
+        except Exception as exc:  # PluginValidationError, ValueError (name taken)
+            self.record(info.name, "register", exc)
             return False
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
         return True
 
     def check_pending(self) -> None:
-        """``pm.check_pending()``, unregistering (and recording) each offending plugin."""
-        for _ in range(len(self.infos) + 1):
+        """``pm.check_pending()``; each plugin with an unknown hook is recorded and removed."""
+        while True:
             try:
                 self.pm.check_pending()
                 return
@@ -191,259 +196,181 @@ class _Registry:
 
 
 _lock = threading.RLock()
-_registry: _Registry | None = None
+_state = _State()
 
 
-def _state() -> _Registry:
-    global _registry
-    with _lock:
-        if _registry is None:
-            _registry = _Registry()
-        return _registry
-
-
-def _one_line(exc: BaseException) -> str:
+def _line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _env_names(var: str) -> set[str] | None:
+def _names(var: str) -> set[str] | None:
+    """Canonical names listed in environment variable ``var`` (``None`` when unset)."""
     raw = os.environ.get(var)
-    if raw is None:
-        return None
-    return {n.strip() for n in raw.split(",") if n.strip()}
+    return None if raw is None else {_canonical(n) for n in raw.split(",") if n.strip()}
 
 
 def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _idinvert_version() -> str | None:
-    try:
-        return importlib.metadata.version("idinvert")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def load_plugins() -> pluggy.PluginManager:
-    """Load built-in and installed plugins once (later calls return the same manager).
-
-    Returns:
-        The ``pluggy.PluginManager``; failures are in :func:`plugin_errors`.
-    """
+    """Load built-in and installed plugins once (later calls return the same manager)."""
     with _lock:
-        reg = _state()
-        if reg.loaded:
-            return reg.pm
-        reg.loaded = True  # before importing anything: a plugin may call back into us
-        allow = _env_names(ALLOW_ENV)
-        deny = _env_names(DENY_ENV) or set()
-        deny_canonical = {_canonical(n) for n in deny}
-        for name in deny:
-            reg.pm.set_blocked(name)
-        version = _idinvert_version()
+        state = _state
+        if state.loaded:
+            return state.pm
+        state.loaded = True  # before importing anything: a plugin may call back into us
+        deny = _names(DENY_ENV) or set()
+        for name in os.environ.get(DENY_ENV, "").split(","):
+            if name.strip():
+                state.pm.set_blocked(name.strip())  # runtime registration under it too
+        try:
+            version = importlib.metadata.version("idinvert")
+        except importlib.metadata.PackageNotFoundError:
+            version = None
         for module_name in DEFAULT_PLUGINS:
-            info = PluginInfo(module_name, builtin=True, version=version, distribution="idinvert")
-            if reg.pm.is_blocked(module_name):
-                info.status = STATUS_DISABLED
-                reg.infos[module_name] = info
-                continue
-            try:
-                module = importlib.import_module(module_name)
-            except (Exception, SystemExit) as exc:
-                reg.infos[module_name] = info
-                reg.record(module_name, "import", exc)
-                continue
-            info.module = module.__name__
-            reg.register(module, module_name, info)
-        _load_entry_points(reg, allow, deny_canonical)
-        reg.check_pending()
-        return reg.pm
+            info = PluginInfo(module_name, True, version=version, distribution="idinvert")
+            _load_one(state, info, {_canonical(module_name)}, deny, None, module_name)
+        _load_entry_points(state, _names(ALLOW_ENV), deny)
+        state.check_pending()
+        return state.pm
 
 
-def _load_entry_points(reg: _Registry, allow: set[str] | None, deny: set[str]) -> None:
-    allow_canonical = None if allow is None else {_canonical(n) for n in allow}
+def _load_entry_points(state: _State, allow: set[str] | None, deny: set[str]) -> None:
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
-        info = PluginInfo(
-            ep.name,
-            builtin=False,
-            version=dist.version if dist is not None else None,
-            distribution=dist_name,
-            module=ep.module,
-        )
-        if ep.name in reg.infos:
-            other = reg.infos[ep.name]
-            reg.errors.append(
-                PluginError(
-                    ep.name,
-                    "register",
-                    "entry point name already used by "
-                    f"{other.distribution or 'a built-in plugin'}; "
-                    f"{dist_name or ep.value} was not loaded",
-                )
+        if ep.name in state.infos:
+            owner = state.infos[ep.name].distribution or "a built-in plugin"
+            state.record(
+                ep.name,
+                "register",
+                f"entry point name already used by {owner}; {dist_name or ep.value} was not loaded",
             )
             continue
+        version = dist.version if dist is not None else None
+        info = PluginInfo(ep.name, False, version=version, distribution=dist_name, module=ep.module)
         names = {_canonical(ep.name)} | ({_canonical(dist_name)} if dist_name else set())
-        if (
-            names & deny
-            or reg.pm.is_blocked(ep.name)
-            or (allow_canonical is not None and not names & allow_canonical)
-        ):
-            info.status = STATUS_DISABLED
-            reg.infos[ep.name] = info
-            reg.pm.set_blocked(ep.name)
-            continue
-        try:
-            plugin = ep.load()
-        except (Exception, SystemExit) as exc:
-            reg.infos[ep.name] = info
-            reg.record(ep.name, "import", exc)
-            continue
-        reg.register(plugin, ep.name, info)
+        _load_one(state, info, names, deny, allow, ep)
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
-    """The loaded plugin manager (same as :func:`load_plugins`)."""
-    return load_plugins()
+def _load_one(
+    state: _State,
+    info: PluginInfo,
+    names: set[str],
+    deny: set[str],
+    allow: set[str] | None,
+    source: str | importlib.metadata.EntryPoint,
+) -> None:
+    """Import a module (name or entry point) and register it, unless allow/deny say no."""
+    if names & deny or (allow is not None and not names & allow):
+        state.pm.set_blocked(info.name)
+        info.status = "disabled"
+        state.infos[info.name] = info
+        return
+    try:
+        plugin = importlib.import_module(source) if isinstance(source, str) else source.load()
+    except (Exception, SystemExit) as exc:
+        state.infos[info.name] = info
+        state.record(info.name, "import", exc)
+        return
+    info.module = getattr(plugin, "__name__", info.module)
+    state.register(plugin, info)
 
 
-def _single_caller(
-    pm: pluggy.PluginManager, hook: str, plugin: object
-) -> Callable[..., Any] | None:
-    """A hook caller that only runs ``plugin``'s implementation (``None`` if it has none)."""
-    caller = getattr(pm.hook, hook)
-    if not any(impl.plugin is plugin for impl in caller.get_hookimpls()):
-        return None
-    others = [p for p in pm.get_plugins() if p is not plugin]
-    return pm.subset_hook_caller(hook, remove_plugins=others)
-
-
-def _collect_operations(reg: _Registry) -> None:
-    from idinvert.core.edit import EditOperation
-
-    ops: dict[str, EditOperation] = {}
-    owners: dict[str, list[str]] = {}
-    for name, plugin in reg.ordered_plugins():
-        caller = _single_caller(reg.pm, "register_edit_operations", plugin)
-        if caller is None:
-            continue
-        batch: list[EditOperation] = []
-
-        def register(op: EditOperation, _batch: list[EditOperation] = batch) -> None:
-            if not isinstance(op, EditOperation):
-                raise TypeError(f"register() takes an EditOperation, got {type(op).__name__}")
-            if any(o.name == op.name for o in _batch):
-                raise ValueError(f"operation {op.name!r} registered twice by the same plugin")
-            _batch.append(op)
-
-        try:
-            caller(register=register)
-        except Exception as exc:
-            reg.record(name, "register_edit_operations", exc)
-            continue  # a plugin that raises contributes nothing
-        for op in batch:
-            owners.setdefault(op.name, []).append(name)
-            if len(owners[op.name]) > 1:
-                first = owners[op.name][0]
-                reg.record(
-                    name,
-                    "register_edit_operations",
-                    f"operation {op.name!r} is already registered by plugin {first!r}; "
-                    f"'{op.name}' is unusable until one is disabled ({DENY_ENV}={name})",
-                )
-                continue
-            ops[op.name] = dataclasses.replace(op, plugin=name)
-            reg.infos[name].operations.append(op.name)
-    reg.operation_conflicts = {k: v for k, v in owners.items() if len(v) > 1}
-    for conflicted in reg.operation_conflicts:
-        ops.pop(conflicted, None)
-    reg.operations = ops
-
-
-def _collect_commands(reg: _Registry) -> None:
-    import click
-
-    commands: dict[str, click.Command] = {}
-    owners: dict[str, list[str]] = {}
-    for name, plugin in reg.ordered_plugins():
-        caller = _single_caller(reg.pm, "register_commands", plugin)
-        if caller is None:
-            continue
-        group = click.Group(name)
-        try:
-            caller(cli=group)
-        except Exception as exc:
-            reg.record(name, "register_commands", exc)
-            continue
-        for cmd_name, command in group.commands.items():
-            owners.setdefault(cmd_name, []).append(name)
-            if len(owners[cmd_name]) > 1:
-                reg.record(
-                    name,
-                    "register_commands",
-                    f"command {cmd_name!r} is already registered by plugin {owners[cmd_name][0]!r}",
-                )
-                continue
-            commands[cmd_name] = command
-            reg.infos[name].commands.append(cmd_name)
-    reg.command_conflicts = {k: v for k, v in owners.items() if len(v) > 1}
-    for conflicted in reg.command_conflicts:
-        commands.pop(conflicted, None)
-    reg.commands = commands
-
-
-def _ensure_operations(reg: _Registry) -> dict[str, EditOperation]:
+def _registrations() -> _Registrations:
+    """Run the registration hooks of every plugin, once (thread-safe, not re-entrant)."""
     load_plugins()
     with _lock:
-        if reg.operations is None:
-            if reg.collecting:
-                raise RuntimeError(
-                    "edit operations are requested from inside register_edit_operations"
-                )
-            reg.collecting = True
+        state = _state
+        if state.collecting:
+            raise RuntimeError(
+                "edit operations or commands requested from inside a registration hook"
+            )
+        if state.registrations is None:
+            state.collecting = True
             try:
-                _collect_operations(reg)
+                state.registrations = _collect(state)
             finally:
-                reg.collecting = False
-        assert reg.operations is not None
-        return reg.operations
+                state.collecting = False
+        return state.registrations
+
+
+def _collect(state: _State) -> _Registrations:
+    import click
+
+    from idinvert.core.edit import EditOperation
+
+    out = _Registrations()
+    for name in list(state.infos):
+        plugin = state.pm.get_plugin(name)
+        if plugin is None:
+            continue
+        ops: list[EditOperation] = []
+
+        def register(op: EditOperation, _ops: list[EditOperation] = ops) -> None:
+            if not isinstance(op, EditOperation):
+                raise TypeError(f"register() takes an EditOperation, got {type(op).__name__}")
+            if any(o.name == op.name for o in _ops):
+                raise ValueError(f"operation {op.name!r} registered twice by the same plugin")
+            _ops.append(op)
+
+        if _call(state, out, name, OPERATIONS_HOOK, register=register):
+            for op in ops:
+                out.add(OPERATIONS_HOOK, op.name, replace(op, plugin=name), name)
+        group = click.Group(name)
+        if _call(state, out, name, COMMANDS_HOOK, cli=group):
+            for command_name, command in group.commands.items():
+                out.add(COMMANDS_HOOK, command_name, command, name)
+    return out
+
+
+def _call(state: _State, out: _Registrations, name: str, hook: str, **kwargs: Any) -> bool:
+    """Call only plugin ``name``'s implementation of ``hook``; ``False`` if it has none or
+    it raised (recorded: a plugin that raises contributes nothing)."""
+    if hook not in state.infos[name].hooks:
+        return False
+    plugin = state.pm.get_plugin(name)
+    others = [p for p in state.pm.get_plugins() if p is not plugin]
+    try:
+        state.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+    except Exception as exc:
+        out.errors.append(PluginError(name, hook, _line(exc)))
+        return False
+    return True
 
 
 def edit_operations() -> dict[str, EditOperation]:
     """Name → usable :class:`~idinvert.core.edit.EditOperation`, built-ins first, then
     third-party plugins, each in registration order (conflicting names are left out)."""
-    return dict(_ensure_operations(_state()))
+    return dict(_registrations().operations)
 
 
 def operation_conflicts() -> dict[str, list[str]]:
     """Operation name → the plugins that all registered it (those names are unusable)."""
-    reg = _state()
-    _ensure_operations(reg)
-    return {k: list(v) for k, v in reg.operation_conflicts.items()}
+    return _registrations().conflicts(OPERATIONS_HOOK)
 
 
 def get_edit_operation(name: str) -> EditOperation:
     """The operation ``name``.
 
     Raises:
-        OperationConflictError: several plugins registered ``name`` (both are named).
+        OperationConflictError: several plugins registered ``name`` (all are named).
         UnknownOperationError: no such operation (the message lists the known ones).
     """
-    reg = _state()
-    ops = _ensure_operations(reg)
-    if name in ops:
-        return ops[name]
-    if name in reg.operation_conflicts:
-        plugins = reg.operation_conflicts[name]
+    regs = _registrations()
+    if name in regs.operations:
+        return regs.operations[name]
+    owners = regs.conflicts(OPERATIONS_HOOK).get(name)
+    if owners:
         raise OperationConflictError(
             f"edit operation {name!r} is registered by several plugins: "
-            f"{', '.join(repr(p) for p in plugins)}; disable all but one with "
-            f"{DENY_ENV}={plugins[-1]}"
+            f"{', '.join(repr(p) for p in owners)}; disable all but one with "
+            f"{DENY_ENV}={owners[-1]}"
         )
     raise UnknownOperationError(
-        f"no edit operation {name!r}; available: {', '.join(sorted(ops)) or 'none'}"
+        f"no edit operation {name!r}; available: {', '.join(sorted(regs.operations)) or 'none'}"
     )
 
 
@@ -451,45 +378,23 @@ def plugin_commands(reserved: Collection[str] = ()) -> dict[str, click.Command]:
     """Name → click command registered by plugins through ``register_commands``.
 
     ``reserved``: the host's own command names (the CLI passes its subcommand table); a plugin
-    command with such a name is left out and recorded as that plugin's error.
+    command with such a name is dropped and recorded, once, as that plugin's error.
     """
-    reg = _state()
-    load_plugins()
+    regs = _registrations()
     with _lock:
-        if reg.commands is None:
-            if reg.collecting:
-                raise RuntimeError("plugin commands are requested from inside a registration hook")
-            reg.collecting = True
-            try:
-                _collect_commands(reg)
-            finally:
-                reg.collecting = False
-        assert reg.commands is not None
-        out = {}
-        for cmd_name, command in list(reg.commands.items()):
-            if cmd_name not in reserved:
-                out[cmd_name] = command
-                continue
-            owner = next(n for n, i in reg.infos.items() if cmd_name in i.commands)
-            reg.infos[owner].commands.remove(cmd_name)
-            del reg.commands[cmd_name]  # reported once
-            reg.record(owner, "register_commands", f"command {cmd_name!r} is a built-in command")
-        return out
-
-
-def add_plugin_commands(group: click.Group) -> None:
-    """Add every plugin command to ``group`` (names the group already has are skipped)."""
-    for name, command in plugin_commands().items():
-        if name not in group.commands:
-            group.add_command(command, name)
+        for name in [n for n in regs.commands if n in reserved]:
+            del regs.commands[name]
+            owner = regs.owners[(COMMANDS_HOOK, name)][0]
+            regs.errors.append(
+                PluginError(owner, COMMANDS_HOOK, f"command {name!r} is a built-in command")
+            )
+        return dict(regs.commands)
 
 
 def plugin_errors() -> list[PluginError]:
     """Every recorded plugin failure (loads plugins and runs the registration hooks first)."""
-    reg = _state()
-    _ensure_operations(reg)
-    plugin_commands()
-    return list(reg.errors)
+    regs = _registrations()
+    return [*_state.errors, *regs.errors]
 
 
 def plugin_infos(include_builtins: bool = False) -> list[PluginInfo]:
@@ -501,11 +406,19 @@ def plugin_infos(include_builtins: bool = False) -> list[PluginInfo]:
     Returns:
         Built-ins first (in :data:`DEFAULT_PLUGINS` order), then third-party plugins by name.
     """
-    plugin_errors()
-    reg = _state()
-    infos = [
-        dataclasses.replace(i) for i in reg.infos.values() if include_builtins or not i.builtin
-    ]
+    errors = plugin_errors()
+    regs = _registrations()
+    infos = []
+    for base in _state.infos.values():
+        if base.builtin and not include_builtins:
+            continue
+        info = replace(base, hooks=list(base.hooks))
+        info.operations = regs.provided(OPERATIONS_HOOK, info.name)
+        info.commands = regs.provided(COMMANDS_HOOK, info.name)
+        info.errors = [f"{e.stage}: {e.message}" for e in errors if e.plugin == info.name]
+        if info.errors and info.status != "disabled":
+            info.status = "error"
+        infos.append(info)
     return sorted(infos, key=lambda i: (not i.builtin, 0 if i.builtin else i.name.lower()))
 
 
@@ -519,30 +432,27 @@ def register_plugin(plugin: object, name: str | None = None) -> str | None:
     """
     load_plugins()
     with _lock:
-        reg = _state()
         name = name or getattr(plugin, "__name__", None) or f"plugin-{id(plugin)}"
-        module = plugin.__name__ if hasattr(plugin, "__name__") else type(plugin).__module__
-        info = PluginInfo(name, builtin=False, module=module)
-        ok = reg.register(plugin, name, info)
-        reg.check_pending()
-        reg.invalidate()
-        return name if ok and reg.pm.get_plugin(name) is not None else None
+        module = getattr(plugin, "__name__", None) or type(plugin).__module__
+        ok = _state.register(plugin, PluginInfo(name, False, module=module))
+        _state.check_pending()
+        _state.registrations = None
+        return name if ok and _state.pm.get_plugin(name) is not None else None
 
 
 def unregister_plugin(name: str) -> None:
-    """Remove a plugin registered at runtime (or any plugin, by name)."""
+    """Remove a plugin (one registered at runtime, or any plugin) by name."""
     with _lock:
-        reg = _state()
-        if reg.pm.get_plugin(name) is not None:
-            reg.pm.unregister(name=name)
-        reg.infos.pop(name, None)
-        reg.errors = [e for e in reg.errors if e.plugin != name]
-        reg.invalidate()
+        if _state.pm.get_plugin(name) is not None:
+            _state.pm.unregister(name=name)
+        _state.infos.pop(name, None)
+        _state.errors = [e for e in _state.errors if e.plugin != name]
+        _state.registrations = None
 
 
 def reset_plugins() -> None:
     """Forget all plugin state; the next call loads plugins afresh (re-reading the
     environment). Meant for tests."""
-    global _registry
+    global _state
     with _lock:
-        _registry = None
+        _state = _State()

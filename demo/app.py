@@ -7,7 +7,8 @@ API (``gradio_client``; every event has an ``api_name``):
 * ``/sample`` (seed) → a random image of the model, codes file
 * ``/quick_edit`` (one strength per boundary) → re-synthesized image (no re-inversion)
 * ``/edit_<operation>`` (operation parameters [+ second image / context images]) → gallery,
-  animation (sequences), codes file
+  animation (sequences), codes file; dashes in the operation name become underscores
+  (``random-walk`` → ``/edit_random_walk``)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pandas as pd
 
 from idinvert.core.boundaries import load_boundary, model_boundaries
 from idinvert.core.codes import save_codes
-from idinvert.core.edit import EditOperation, InputKind, Layout
+from idinvert.core.edit import EditOperation, Layout
 from idinvert.core.errors import IdinvertError
 from idinvert.core.images import image_grid, resize_to_model, save_gif, save_png
 from idinvert.core.inversion import StepInfo
@@ -205,12 +206,6 @@ class DemoApp:
         image = service.quick_edit(self.bundle, codes, self.boundaries, values)
         return image, service.paste_into_original(session, image)
 
-    def _second_codes(
-        self, image_path: str | None, steps: int, progress: gr.Progress, what: str
-    ) -> np.ndarray:
-        image = service.prepare_image(self.bundle, image_path, self.limits, what)
-        return self._invert_work(image, steps, progress).codes
-
     @gpu
     def _edit_work(
         self, op: EditOperation, inputs: dict, params: dict, progress: gr.Progress
@@ -228,40 +223,15 @@ class DemoApp:
         values: list,
         progress: gr.Progress,
     ) -> tuple:
-        """Run ``op`` on the session's code (+ extra image inputs) → gallery, animation, codes."""
-        kind = op.inputs
+        """Run ``op`` on the session's code (+ the tab's uploads) → gallery, animation, codes."""
         steps = self.limits.default_steps
-        if kind is InputKind.CODES:
-            inputs = {"codes": service.require_codes(session)}
-        elif kind is InputKind.TWO_CODES:
-            src = service.require_codes(session)
-            inputs = {
-                "src": src,
-                "dst": self._second_codes(extra[0], steps, progress, "second image"),
-            }
-        elif kind is InputKind.STYLE_AND_CONTENT:
-            content = service.require_codes(session)
-            inputs = {
-                "style": self._second_codes(extra[0], steps, progress, "style image"),
-                "content": content,
-            }
-        else:
-            if not session or session.get("image") is None:
-                raise service.DemoError(
-                    "upload and invert a target photo first (its crop is pasted)"
-                )
-            files = extra[0] or []
-            if not files:
-                raise service.DemoError("add at least one context image")
-            if len(files) > self.limits.max_contexts:
-                raise service.DemoError(f"at most {self.limits.max_contexts} context images")
-            contexts = np.stack(
-                [
-                    service.prepare_image(self.bundle, _file_path(f), self.limits, "context image")
-                    for f in files
-                ]
-            )
-            inputs = {"target": session["image"][None], "context": contexts}
+
+        def invert_photo(image: np.ndarray) -> np.ndarray:
+            return self._invert_work(image, steps, progress).codes
+
+        inputs = service.gather_inputs(
+            self.bundle, op.inputs, session, extra, self.limits, invert_photo
+        )
         params = values_from_controls(op, values)
         result, images = self._edit_work(op, inputs, params, progress)
         frames = service.result_frames(result, images)
@@ -437,16 +407,15 @@ class DemoApp:
     def _build_operation_tab(self, op: EditOperation, session: gr.State) -> None:
         with gr.Tab(op.title, elem_id=f"tab-{op.name}"):
             gr.Markdown(op.description + (f"  \n*Plugin: {op.plugin}*" if op.plugin else ""))
-            extra: list[gr.components.Component] = []
-            if op.inputs is InputKind.TWO_CODES:
-                extra.append(photo_input(label="Second image (end point)"))
-            elif op.inputs is InputKind.STYLE_AND_CONTENT:
-                extra.append(photo_input(label="Style image (its codes supply the mixed layers)"))
-            elif op.inputs is InputKind.IMAGE_AND_CONTEXTS:
-                gr.Markdown("The target crop comes from the inverted photo above.")
-                extra.append(
-                    gr.File(file_count="multiple", file_types=["image"], label="Context images")
-                )
+            source = service.INPUT_SOURCES[op.inputs]
+            if source.note:
+                gr.Markdown(source.note)
+            extra = [
+                gr.File(file_count="multiple", file_types=["image"], label=upload.label)
+                if upload.multiple
+                else photo_input(label=upload.label)
+                for _, upload in source.uploads
+            ]
             controls = controls_for(op, self.bundle)
             run_btn = gr.Button(f"Run {op.title}", variant="primary", elem_id=f"run-{op.name}")
             gallery = gr.Gallery(label="Result", columns=7, height="auto", format="png")
@@ -461,17 +430,13 @@ class DemoApp:
                     op, session_value, list(values[:n_extra]), list(values[n_extra:]), progress
                 )
 
-            names = [
-                s.name
-                for s in op.inputs.slots
-                if s.name not in ("codes", "src", "content", "target")
-            ]
-            _name_parameters(handler, ["session", *names[:n_extra], *(p.name for p in op.params)])
+            uploads = [name for name, _ in source.uploads]
+            _name_parameters(handler, ["session", *uploads, *(p.name for p in op.params)])
             run_btn.click(
                 guarded(handler),
                 [session, *extra, *controls],
                 [gallery, animation, codes],
-                api_name=f"edit_{op.name.replace('-', '_')}",
+                api_name=service.endpoint_name(op),
             )
 
 
@@ -487,10 +452,6 @@ def _name_parameters(fn: Any, names: list[str]) -> None:
         inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress())
     )
     fn.__signature__ = inspect.Signature(params)
-
-
-def _file_path(f: Any) -> str:
-    return f if isinstance(f, str) else getattr(f, "name", str(f))
 
 
 def _loss_frame(history: dict[str, np.ndarray]) -> pd.DataFrame:

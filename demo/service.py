@@ -10,7 +10,7 @@ Session state is a plain dict (Gradio keeps one per browser session)::
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,13 @@ from idinvert.core.edit import (
     EditInputs,
     EditOperation,
     EditResult,
+    InputKind,
     Layout,
+    SlotType,
     run_edit,
     synthesize_result,
 )
+from idinvert.core.editing import manipulate
 from idinvert.core.images import load_image, resize_to_model, to_tensor, to_uint8
 from idinvert.core.inversion import InversionSettings, StepCallback, invert, synthesize
 from idinvert.core.modeldir import ModelBundle
@@ -205,17 +208,127 @@ def require_codes(session: Session | None) -> np.ndarray:
 def quick_edit(
     bundle: ModelBundle, codes: np.ndarray, boundaries: dict[str, Any], strengths: dict[str, float]
 ) -> np.ndarray:
-    """Move ``codes [1, L, D]`` along several boundaries at once (each on its default layers)
-    and synthesize → ``uint8 [R, R, 3]``. Only synthesis runs: fast enough for live sliders."""
+    """Move ``codes [1, L, D]`` along several boundaries at once (each on its default layers,
+    with :func:`~idinvert.core.editing.manipulate`, as the ``manipulate`` operation does) and
+    synthesize → ``uint8 [R, R, 3]``. Only synthesis runs: fast enough for live sliders."""
     L = bundle.num_layers
-    edited = codes.astype(np.float32).copy()
+    edited = np.asarray(codes, dtype=np.float32)
     for name, strength in strengths.items():
-        if not strength:
-            continue
-        b = boundaries[name]
-        layers = b.layers or list(range(L))
-        edited[:, layers] += float(strength) * b.layerwise(L)[layers]
+        if strength:
+            b = boundaries[name]
+            moved = manipulate(edited, b.layerwise(L), strength, strength, 1, b.layers or None)
+            edited = moved[:, 0].astype(np.float32)
     return to_uint8(synthesize(bundle, torch.from_numpy(edited)))[0]
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An input slot filled from files uploaded in the operation's tab.
+
+    Attributes:
+        label: the upload control's label.
+        what: the file in error messages (``"style image"``).
+        multiple: several images (kept as images); otherwise one photo, inverted to codes
+            when the slot holds codes.
+    """
+
+    label: str
+    what: str
+    multiple: bool = False
+
+
+#: Slot filled from the session: its codes ``[1, L, D]`` or its image ``[1, R, R, 3]``.
+SESSION = "session"
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """How the demo fills the slots of one :class:`~idinvert.core.edit.InputKind`.
+
+    Attributes:
+        slots: slot name → :data:`SESSION` or an :class:`Upload`.
+        note: a line shown in the tab (where the session-side input comes from).
+    """
+
+    slots: dict[str, str | Upload]
+    note: str = ""
+
+    @property
+    def uploads(self) -> list[tuple[str, Upload]]:
+        """``(slot name, Upload)`` of the tab's upload controls, in slot order."""
+        return [(n, s) for n, s in self.slots.items() if isinstance(s, Upload)]
+
+
+#: One row per input kind: adding a kind to the core means adding its row here.
+INPUT_SOURCES: dict[InputKind, InputSource] = {
+    InputKind.CODES: InputSource({"codes": SESSION}),
+    InputKind.TWO_CODES: InputSource(
+        {"src": SESSION, "dst": Upload("Second image (end point)", "second image")}
+    ),
+    InputKind.STYLE_AND_CONTENT: InputSource(
+        {
+            "style": Upload("Style image (its codes supply the mixed layers)", "style image"),
+            "content": SESSION,
+        }
+    ),
+    InputKind.IMAGE_AND_CONTEXTS: InputSource(
+        {"target": SESSION, "context": Upload("Context images", "context image", multiple=True)},
+        note="The target crop comes from the inverted photo above.",
+    ),
+}
+
+
+def gather_inputs(
+    bundle: ModelBundle,
+    kind: InputKind,
+    session: Session | None,
+    files: Sequence[Any],
+    limits: DemoLimits,
+    invert_photo: Callable[[np.ndarray], np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The inputs of an edit from the session and the tab's uploads (see :data:`INPUT_SOURCES`).
+
+    Args:
+        files: one value per upload control, in :attr:`InputSource.uploads` order: a path, or
+            a list of paths / file objects for ``multiple`` uploads.
+        invert_photo: ``uint8 [R, R, 3]`` → codes ``[1, L, D]`` (the caller's inversion, e.g.
+            on the GPU with a progress bar).
+
+    Returns:
+        slot name → float32 codes ``[N, L, D]`` or uint8 images ``[N, R, R, 3]``.
+    """
+    source = INPUT_SOURCES[kind]
+    uploaded = dict(zip([n for n, _ in source.uploads], files, strict=True))
+    image_slots = {s.name for s in kind.slots if s.type is SlotType.IMAGES}
+    inputs: dict[str, np.ndarray] = {}
+    for slot, how in source.slots.items():
+        if how == SESSION and slot in image_slots:
+            if not session or session.get("image") is None:
+                raise DemoError("upload and invert a target photo first (its crop is pasted)")
+            inputs[slot] = np.asarray(session["image"])[None]
+        elif how == SESSION:
+            inputs[slot] = require_codes(session)
+        elif isinstance(how, Upload) and how.multiple:
+            paths = [_path(f) for f in uploaded[slot] or []]
+            if not paths:
+                raise DemoError(f"add at least one {how.what}")
+            if len(paths) > limits.max_contexts:
+                raise DemoError(f"at most {limits.max_contexts} {how.what}s")
+            inputs[slot] = np.stack([prepare_image(bundle, p, limits, how.what) for p in paths])
+        elif isinstance(how, Upload):
+            inputs[slot] = invert_photo(prepare_image(bundle, uploaded[slot], limits, how.what))
+    return inputs
+
+
+def _path(f: Any) -> str:
+    """An uploaded file (a path, or an object with ``.name``) → its path."""
+    return f if isinstance(f, str) else getattr(f, "name", str(f))
+
+
+def endpoint_name(op: EditOperation) -> str:
+    """The demo's API endpoint of ``op`` (without the leading ``/``): ``edit_`` + the name with
+    dashes as underscores (``random-walk`` → ``edit_random_walk``)."""
+    return "edit_" + op.name.replace("-", "_")
 
 
 def run_operation(
@@ -246,10 +359,3 @@ def result_frames(result: EditResult, images: np.ndarray) -> list[tuple[np.ndarr
             for cname, img in zip(cols, row, strict=True):
                 frames.append((img, f"style {rname} × content {cname}"))
     return frames
-
-
-def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    """``(fn(*args, **kwargs), seconds)``."""
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start

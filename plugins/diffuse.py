@@ -1,9 +1,7 @@
 """Built-in edit operation ``diffuse``: semantic diffusion (official ``diffuse.py``).
 
-For every target × context pair: paste the target's crop into the context
-(``x = target·mask + context·(1 − mask)``), start from ``E(x)`` and optimise the code so that
-``G(z)`` reproduces only the crop (masked pixel + perceptual loss, no domain regulariser);
-the generator fills in the rest so that the result stays realistic.
+A thin shell around :func:`idinvert.core.editing.semantic_diffusion`: paste a crop of each
+target into each context and let masked in-domain inversion blend it in.
 
 The official defaults (centre 125, 145; crop 110) are for 256 px models; on other models
 they are scaled by ``R/256`` (floored, as in the reference vectors: 31, 36, 27 at 64 px).
@@ -12,29 +10,20 @@ they are scaled by ``R/256`` (floored, as in the reference vectors: 31, 36, 27 a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from idinvert.core.edit import (
+from idinvert.core.editing import rect_mask, semantic_diffusion
+from idinvert.plugins import (
     EditContext,
     EditInputs,
     EditOperation,
     EditResult,
-    InputKind,
-    Layout,
     Param,
     ParamError,
-    ParamType,
+    hookimpl,
 )
-from idinvert.core.editing import rect_mask, stitch
-from idinvert.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    import torch
-
-    from idinvert.core.inversion import InversionSettings, StepCallback
     from idinvert.core.modeldir import ModelBundle
 
 #: Official ``diffuse.py`` defaults, for 256 px models.
@@ -54,68 +43,18 @@ def scaled(value: int) -> Callable[[Any], int]:
     return default
 
 
-@dataclass
-class DiffusionResult:
-    """Output of :func:`semantic_diffusion`.
-
-    Attributes:
-        codes: float32 ``[T·C, L, D]`` final codes (target-major).
-        init_codes: float32 ``[T·C, L, D]`` encoder codes of the stitched inputs.
-        stitched: float32 ``[T·C, 3, R, R]`` stitched inputs in [−1, 1].
-        history: loss name → ``[steps, T·C]``.
-    """
-
-    codes: np.ndarray
-    init_codes: np.ndarray
-    stitched: np.ndarray
-    history: dict[str, np.ndarray]
-
-
-def semantic_diffusion(
-    bundle: ModelBundle,
-    targets: torch.Tensor,
-    contexts: torch.Tensor,
-    *,
-    center_x: int,
-    center_y: int,
-    crop_x: int,
-    crop_y: int,
-    settings: InversionSettings,
-    batch_size: int | None = None,
-    callback: StepCallback | None = None,
-) -> DiffusionResult:
-    """Diffuse every target's crop into every context.
-
-    Args:
-        bundle: the model (needs a perceptual net when ``settings.perceptual_weight > 0``).
-        targets: ``[T, 3, R, R]`` in [−1, 1].
-        contexts: ``[C, 3, R, R]`` in [−1, 1].
-        center_x, center_y: crop centre (column, row) in pixels.
-        crop_x, crop_y: crop width and height in pixels.
-        settings: optimisation settings (the official run uses ``domain_weight=0``).
-        batch_size: pairs optimised at once (``None``: all).
-        callback: per-step callback of :func:`idinvert.core.inversion.invert`.
-
-    Raises:
-        ValueError: naming ``center_x``/``center_y``/``crop_x``/``crop_y`` when the crop does
-            not fit in the image.
-    """
-    import torch
-
-    from idinvert.core.inversion import invert
-
-    mask = rect_mask(bundle.resolution, center_x, center_y, crop_x, crop_y)
-    stitched = stitch(targets.float().numpy(), contexts.float().numpy(), mask)
-    result = invert(
-        bundle,
-        torch.from_numpy(stitched),
-        settings,
-        mask=torch.from_numpy(mask),
-        batch_size=batch_size,
-        callback=callback,
-    )
-    return DiffusionResult(
-        result.codes.numpy(), result.init_codes.numpy(), stitched, result.history
+def _pixels(name: str, official: int, low: int, help: str) -> Param:
+    """A pixel position (``low`` 0: ``0..R-1``) or size (``low`` 1: ``1..R``) whose default is
+    the official 256 px value scaled to the model."""
+    return Param(
+        name,
+        "int",
+        scaled(official),
+        min=low,
+        max=lambda b: b.resolution - 1 + low,
+        step=1,
+        help=help,
+        default_help=f"{official} at 256 px, scaled to the model",
     )
 
 
@@ -141,6 +80,8 @@ def validate(params: dict[str, Any], bundle: ModelBundle) -> None:
 
 def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> EditResult:
     """``target [T, R, R, 3]``, ``context [C, R, R, 3]`` uint8 → codes ``[T·C, L, D]``."""
+    import torch
+
     from idinvert.core.images import to_tensor, to_uint8
     from idinvert.core.inversion import InversionSettings, StepInfo
 
@@ -162,8 +103,8 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
 
     out = semantic_diffusion(
         context.bundle,
-        to_tensor(targets),
-        to_tensor(contexts),
+        to_tensor(targets).numpy(),
+        to_tensor(contexts).numpy(),
         center_x=params["center_x"],
         center_y=params["center_y"],
         crop_x=params["crop_x"],
@@ -172,13 +113,10 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
         batch_size=context.batch_size,
         callback=on_step,
     )
-    import torch
-
     names = [f"{t}_TO_{c}" for t in inputs.names_of("target") for c in inputs.names_of("context")]
     final = {k: v[-1].tolist() for k, v in out.history.items()} if settings.steps else {}
     return EditResult(
         out.codes,
-        Layout.BATCH,
         names=names,
         extra_images={"input": to_uint8(torch.from_numpy(out.stitched))},
         info={"final_losses": final, "pairs": names},
@@ -193,51 +131,15 @@ OPERATION = EditOperation(
         "masked in-domain inversion blend it in. Result codes: [targets × contexts, L, D], "
         "target-major."
     ),
-    inputs=InputKind.IMAGE_AND_CONTEXTS,
+    inputs="image_and_contexts",
     params=(
-        Param(
-            "center_x",
-            ParamType.INT,
-            scaled(OFFICIAL_CENTER_X),
-            min=0,
-            max=lambda b: b.resolution - 1,
-            step=1,
-            help="Column of the crop centre (pixels).",
-            default_help="125 at 256 px, scaled to the model",
-        ),
-        Param(
-            "center_y",
-            ParamType.INT,
-            scaled(OFFICIAL_CENTER_Y),
-            min=0,
-            max=lambda b: b.resolution - 1,
-            step=1,
-            help="Row of the crop centre (pixels).",
-            default_help="145 at 256 px, scaled to the model",
-        ),
-        Param(
-            "crop_x",
-            ParamType.INT,
-            scaled(OFFICIAL_CROP),
-            min=1,
-            max=lambda b: b.resolution,
-            step=1,
-            help="Crop width (pixels).",
-            default_help="110 at 256 px, scaled to the model",
-        ),
-        Param(
-            "crop_y",
-            ParamType.INT,
-            scaled(OFFICIAL_CROP),
-            min=1,
-            max=lambda b: b.resolution,
-            step=1,
-            help="Crop height (pixels).",
-            default_help="110 at 256 px, scaled to the model",
-        ),
+        _pixels("center_x", OFFICIAL_CENTER_X, 0, "Column of the crop centre (pixels)."),
+        _pixels("center_y", OFFICIAL_CENTER_Y, 0, "Row of the crop centre (pixels)."),
+        _pixels("crop_x", OFFICIAL_CROP, 1, "Crop width (pixels)."),
+        _pixels("crop_y", OFFICIAL_CROP, 1, "Crop height (pixels)."),
         Param(
             "steps",
-            ParamType.INT,
+            "int",
             100,
             min=0,
             max=100000,
@@ -245,11 +147,17 @@ OPERATION = EditOperation(
             help="Optimisation steps (0 = encoder only).",
         ),
         Param(
-            "lr", ParamType.FLOAT, 0.01, min=1e-8, max=10.0, step=0.001, help="Adam learning rate."
+            "lr",
+            "float",
+            0.01,
+            min=1e-8,
+            max=10.0,
+            step=0.001,
+            help="Adam learning rate.",
         ),
         Param(
             "perceptual_weight",
-            ParamType.FLOAT,
+            "float",
             5e-5,
             min=0.0,
             max=1.0,
@@ -258,7 +166,7 @@ OPERATION = EditOperation(
         ),
     ),
     run=run,
-    layout=Layout.BATCH,
+    layout="batch",
     validate=validate,
 )
 

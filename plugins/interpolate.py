@@ -11,18 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from idinvert.core.edit import (
-    EditContext,
-    EditInputs,
-    EditOperation,
-    EditResult,
-    InputKind,
-    Layout,
-    Param,
-    ParamType,
-)
 from idinvert.core.editing import interpolate
-from idinvert.core.hookspecs import hookimpl
+from idinvert.plugins import EditContext, EditInputs, EditOperation, EditResult, Param, hookimpl
 
 
 def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> EditResult:
@@ -34,7 +24,6 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
         names = [f"{a}_TO_{b}" for a, b in zip(src_names, dst_names, strict=True)]
     return EditResult(
         codes.astype(np.float32),
-        Layout.SEQUENCES,
         names=names,
         info={"t": np.linspace(0.0, 1.0, params["steps"]).tolist()},
     )
@@ -47,11 +36,11 @@ OPERATION = EditOperation(
         "Walk in a straight line through W+ from each --src code to the paired --dst code "
         "(endpoints included). In-domain codes keep the in-between images realistic."
     ),
-    inputs=InputKind.TWO_CODES,
+    inputs="two_codes",
     params=(
         Param(
             "steps",
-            ParamType.INT,
+            "int",
             7,
             min=2,
             max=500,
@@ -60,7 +49,7 @@ OPERATION = EditOperation(
         ),
     ),
     run=run,
-    layout=Layout.SEQUENCES,
+    layout="sequences",
 )
 
 

@@ -13,19 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from idinvert.core.boundaries import Boundary
-from idinvert.core.edit import (
-    EditContext,
-    EditInputs,
-    EditOperation,
-    EditResult,
-    InputKind,
-    Layout,
-    Param,
-    ParamType,
-)
 from idinvert.core.editing import layerwise_strength, manipulate
-from idinvert.core.hookspecs import hookimpl
+from idinvert.plugins import EditContext, EditInputs, EditOperation, EditResult, Param, hookimpl
 
 #: Hard limit of |start| and |end| (boundaries are unit normals; ±3 is the usual range).
 MAX_DISTANCE = 20.0
@@ -35,8 +24,8 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
     """``codes [N, L, D]`` → codes ``[N, steps, L, D]``."""
     bundle = context.bundle
     L = bundle.num_layers
-    boundary: Boundary = params["boundary"]
-    layers = params["layers"] or boundary.layers or list(range(L))
+    boundary = params["boundary"]
+    layers = params["layers"]  # resolved: the boundary's own layers unless given
     strength: float | np.ndarray = 1.0
     if params["truncation_aware_strength"]:
         g = bundle.config.generator
@@ -52,7 +41,6 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
     )
     return EditResult(
         codes.astype(np.float32),
-        Layout.SEQUENCES,
         info={
             "boundary": boundary.name,
             "layers": list(layers),
@@ -69,25 +57,25 @@ OPERATION = EditOperation(
         "Move each code along a semantic boundary (InterFaceGAN normal, one per layer) "
         "from distance --start to --end on the chosen layers, e.g. to change age or pose."
     ),
-    inputs=InputKind.CODES,
+    inputs="codes",
     params=(
         Param(
             "boundary",
-            ParamType.BOUNDARY,
+            "boundary",
             required=True,
             help="Boundary file (.npy official or .safetensors) or the name of a boundary "
             "inside the model directory.",
         ),
         Param(
             "layers",
-            ParamType.LAYERS,
+            "layers",
             None,
             help="Layers to edit, e.g. '0-5' or '0,2,4'.",
             default_help="the boundary's own layers (all layers if it has none)",
         ),
         Param(
             "start",
-            ParamType.FLOAT,
+            "float",
             -3.0,
             min=-MAX_DISTANCE,
             max=MAX_DISTANCE,
@@ -96,7 +84,7 @@ OPERATION = EditOperation(
         ),
         Param(
             "end",
-            ParamType.FLOAT,
+            "float",
             3.0,
             min=-MAX_DISTANCE,
             max=MAX_DISTANCE,
@@ -105,7 +93,7 @@ OPERATION = EditOperation(
         ),
         Param(
             "steps",
-            ParamType.INT,
+            "int",
             7,
             min=1,
             max=500,
@@ -114,14 +102,14 @@ OPERATION = EditOperation(
         ),
         Param(
             "truncation_aware_strength",
-            ParamType.BOOL,
+            "bool",
             False,
             help="Scale the move by the model's truncation psi on the truncated layers "
             "(official get_layerwise_manipulation_strength).",
         ),
     ),
     run=run,
-    layout=Layout.SEQUENCES,
+    layout="sequences",
 )
 
 

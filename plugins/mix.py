@@ -10,18 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from idinvert.core.edit import (
-    EditContext,
-    EditInputs,
-    EditOperation,
-    EditResult,
-    InputKind,
-    Layout,
-    Param,
-    ParamType,
-)
 from idinvert.core.editing import mix_style
-from idinvert.core.hookspecs import hookimpl
+from idinvert.plugins import EditContext, EditInputs, EditOperation, EditResult, Param, hookimpl
 
 #: Number of trailing layers taken from the style codes by default (official: 10..13 of 14).
 DEFAULT_STYLE_LAYERS = 4
@@ -38,10 +28,9 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
     codes = mix_style(inputs["style"], inputs["content"], params["layers"])
     return EditResult(
         codes,
-        Layout.GRID,
         names=[f"style{n}" for n in inputs.names_of("style")],
         column_names=[f"content{n}" for n in inputs.names_of("content")],
-        info={"layers": list(params["layers"])},
+        info={"layers": params["layers"]},
     )
 
 
@@ -53,18 +42,18 @@ OPERATION = EditOperation(
         "the style code, all others from the content code. Result: a grid with style rows "
         "and content columns."
     ),
-    inputs=InputKind.STYLE_AND_CONTENT,
+    inputs="style_and_content",
     params=(
         Param(
             "layers",
-            ParamType.LAYERS,
+            "layers",
             default_layers,
             help="Layers taken from the style codes, e.g. '10-13' or '0,2,4'.",
             default_help="the last 4 layers (L-4..L-1; official 10-13 of 14)",
         ),
     ),
     run=run,
-    layout=Layout.GRID,
+    layout="grid",
 )
 
 

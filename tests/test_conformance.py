@@ -8,8 +8,9 @@ import pytest
 import torch
 import vectors as V
 
+from idinvert.core.editing import rect_mask
 from idinvert.core.images import resize_to_model, to_tensor, to_uint8
-from idinvert.core.inversion import InversionSettings, crop_mask, encode, invert, synthesize
+from idinvert.core.inversion import InversionSettings, encode, invert, synthesize
 from idinvert.core.modeldir import load_model_dir
 
 
@@ -156,8 +157,8 @@ def test_batched_inversion_equals_one_at_a_time(bundle):
 
 def test_masked_inversion_matches_official_diffusion(bundle, cfg):
     run = cfg["runs"]["diffusion_5"]
-    mask = crop_mask(
-        bundle.resolution, run["center_x"], run["center_y"], run["crop_x"], run["crop_y"]
+    mask = torch.from_numpy(
+        rect_mask(bundle.resolution, run["center_x"], run["center_y"], run["crop_x"], run["crop_y"])
     )
     np.testing.assert_array_equal(mask.numpy(), V.load("diffusion_mask.npy"))
     target = _t("target_preprocessed.npy")[None]

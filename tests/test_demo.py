@@ -10,26 +10,17 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from conftest import free_port  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
+from plugins_fixtures import launch_demo  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(demo_model_dir, tmp_path_factory):
-    from idinvert.demo.app import build_demo, launch_kwargs
     from idinvert.demo.service import DemoLimits
 
     limits = DemoLimits(max_steps=20, default_steps=3, max_pixels=4_000_000, concurrency=2)
-    blocks = build_demo(str(demo_model_dir), "cpu", limits, examples=[])
-    port = free_port()
-    blocks.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_kwargs(limits),
-    )
-    yield f"http://127.0.0.1:{port}/"
+    blocks, url = launch_demo(demo_model_dir, limits)
+    yield url
     blocks.close()
 
 
@@ -201,7 +192,6 @@ def test_broken_plugins_show_a_banner_and_the_rest_works(monkeypatch, demo_model
     from plugins_fixtures import SITE, purge_fixture_modules
 
     from idinvert.core import plugins
-    from idinvert.demo.app import build_demo, launch_kwargs
     from idinvert.demo.service import DemoLimits
 
     monkeypatch.syspath_prepend(str(SITE))
@@ -209,23 +199,13 @@ def test_broken_plugins_show_a_banner_and_the_rest_works(monkeypatch, demo_model
     purge_fixture_modules()
     plugins.reset_plugins()
     try:
-        blocks = build_demo(
-            str(demo_model_dir), "cpu", DemoLimits(max_steps=5, default_steps=1), examples=[]
-        )
-        port = free_port()
-        blocks.launch(
-            server_name="127.0.0.1",
-            server_port=port,
-            prevent_thread_lock=True,
-            quiet=True,
-            **launch_kwargs(),
-        )
+        blocks, url = launch_demo(demo_model_dir, DemoLimits(max_steps=5, default_steps=1))
         try:
             config = blocks.get_config_file()
             texts = " ".join(str(c.get("props", {}).get("value", "")) for c in config["components"])
             assert "Some plugins failed to load" in texts
             assert "fixture-broken-import" in texts and "fixture-raises" in texts
-            c = _client(f"http://127.0.0.1:{port}/")
+            c = _client(url)
             api = c.view_api(return_format="dict")["named_endpoints"]
             assert "/edit_scale_codes" in api and "/edit_interpolate" in api
             c.predict(1, api_name="/sample")

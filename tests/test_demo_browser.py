@@ -35,22 +35,11 @@ FLAGS = [
 
 
 def _start(model_dir: Path):
-    from conftest import free_port
+    from plugins_fixtures import launch_demo
 
-    from idinvert.demo.app import build_demo, launch_kwargs
     from idinvert.demo.service import DemoLimits
 
-    limits = DemoLimits(max_steps=20, default_steps=3)
-    blocks = build_demo(str(model_dir), "cpu", limits, examples=[])
-    port = free_port()
-    blocks.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_kwargs(limits),
-    )
-    return blocks, f"http://127.0.0.1:{port}/"
+    return launch_demo(model_dir, DemoLimits(max_steps=20, default_steps=3))
 
 
 def _image_src(page, selector: str) -> str | None:

@@ -741,60 +741,6 @@ def test_conflicting_operation_fails_naming_both(
     assert not (tmp_path / "o").exists()
 
 
-def test_docs_tutorial_plugin_works(
-    tiny_model_dir: Path, files: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The complete example plugin of docs/plugins.md, registered at runtime, runs in the CLI."""
-    import re
-    import types
-
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
-    source = re.search(r"### 2\. The code.*?```python\n(.*?)```", docs, flags=re.S).group(1)
-    module = types.ModuleType("idinvert_jitter")
-    exec(compile(source, "docs/plugins.md", "exec"), module.__dict__)
-    assert plugins.register_plugin(module, "jitter") == "jitter"
-    code, _, err = run_cli(
-        [
-            "edit",
-            "jitter",
-            "--codes",
-            files["a"],
-            "--sigma",
-            0.3,
-            "--layers",
-            "0-3",
-            "--model",
-            tiny_model_dir,
-            "--out",
-            tmp_path,
-        ],
-        capsys,
-    )
-    assert code == 0, err
-    codes = np.load(tmp_path / "codes.npy")
-    a = np.load(files["a"])
-    assert codes.shape == (2, 5, L, D)
-    np.testing.assert_array_equal(codes[:, :, 4:], np.repeat(a[:, None, 4:], 5, axis=1))
-    assert not np.allclose(codes[:, :, :4], a[:, None, :4])
-
-
-def test_common_options_match_core_commands() -> None:
-    """edit_cli's torch-free copies of --model/--out/--device equal idinvert invert's."""
-    from idinvert.cli.commands import invert_command
-    from idinvert.cli.edit import common_options
-
-    theirs = {p.name: p for p in invert_command.params}
-    for ours in common_options()[:3]:
-        other = theirs[ours.name]
-        assert (ours.opts, ours.help, ours.default, ours.required, ours.metavar) == (
-            other.opts,
-            other.help,
-            other.default,
-            other.required,
-            other.metavar,
-        ), ours.name
-
-
 def test_build_command_is_pure() -> None:
     """Building a command does not load models or plugins' heavy dependencies."""
     from idinvert.plugins.diffuse import OPERATION

@@ -11,20 +11,16 @@ import pytest
 import vectors as V
 
 from idinvert.core import editing
-from idinvert.core.boundaries import Boundary, parse_layers
-from idinvert.core.edit import (
-    EditError,
-    EditInputs,
+from idinvert.core.boundaries import parse_layers
+from idinvert.core.edit import EditError, EditInputs, InputError, Param, check_inputs, run_edit
+from idinvert.plugins import (
+    Boundary,
     EditOperation,
     EditResult,
-    InputError,
     InputKind,
     Layout,
-    Param,
     ParamError,
     ParamType,
-    check_inputs,
-    run_edit,
 )
 
 ATOL = 1e-6
@@ -167,7 +163,7 @@ class FakeBundle:
 
 def _identity_op(*params: Param, **kwargs) -> EditOperation:
     def run(ctx, inputs, values) -> EditResult:
-        return EditResult(inputs["codes"], Layout.BATCH, info=dict(values))
+        return EditResult(inputs["codes"], info=dict(values))
 
     return EditOperation(
         "identity",
@@ -328,7 +324,7 @@ def test_check_inputs_names_the_slot() -> None:
 
 def test_run_edit_checks_the_result() -> None:
     def bad(ctx, inputs, values) -> EditResult:
-        return EditResult(np.zeros((2, 8, 15), np.float32), Layout.BATCH)
+        return EditResult(np.zeros((2, 8, 15), np.float32))
 
     op = EditOperation(
         "bad", "t", "d", InputKind.CODES, (), bad, Layout.BATCH, plugin="some-plugin"
@@ -344,3 +340,49 @@ def test_run_edit_checks_the_result() -> None:
     )
     assert ok.codes.shape == (1, 8, 16) and ok.codes.dtype == np.float32
     assert ok.params == {"n": 2} and ok.item_names() == ["000"]
+
+
+def test_the_layout_is_declared_once_on_the_operation() -> None:
+    codes = EditInputs({"codes": np.zeros((2, 8, 16), np.float32)})
+    result = run_edit(_identity_op(), FakeBundle(), codes)
+    assert result.layout is Layout.BATCH
+
+    def contradicts(ctx, inputs, values) -> EditResult:
+        return EditResult(inputs["codes"][:, None], Layout.SEQUENCES)
+
+    op = EditOperation("odd", "t", "d", "codes", (), contradicts, "batch")
+    with pytest.raises(EditError, match="returned layout 'sequences' but declares 'batch'"):
+        run_edit(op, FakeBundle(), codes)
+
+
+def test_layers_left_at_none_arrive_as_a_list(tmp_path: Path) -> None:
+    """``None`` (no value, no default) never reaches ``run``: all layers, or the layers of the
+    operation's boundary parameter when that boundary declares some."""
+    op = _identity_op(Param("layers", "layers", None))
+    assert op.resolve_params({}, FakeBundle())["layers"] == list(range(8))
+    assert op.resolve_params({"layers": "2-3"}, FakeBundle())["layers"] == [2, 3]
+    with_boundary = _identity_op(
+        Param("boundary", "boundary", required=True), Param("layers", "layers", None)
+    )
+    np.save(tmp_path / "plain.npy", np.ones((1, 8, 16), np.float32))
+    plain = with_boundary.resolve_params({"boundary": str(tmp_path / "plain.npy")}, FakeBundle())
+    assert plain["layers"] == list(range(8))  # the boundary has no layers of its own
+    own = Boundary("b", np.ones((1, 16), np.float32), [1, 4])
+    assert with_boundary.resolve_params({"boundary": own}, FakeBundle())["layers"] == [1, 4]
+    given = {"boundary": own, "layers": [0]}
+    assert with_boundary.resolve_params(given, FakeBundle())["layers"] == [0]
+
+
+def test_boundary_files_go_through_the_one_reader(tmp_path: Path) -> None:
+    """A parameter's boundary file is read by ``core.boundaries`` (official ``.npy`` with the
+    restricted unpickler, plain arrays, our ``.safetensors``); unknown names list the model's."""
+    op = _identity_op(Param("boundary", "boundary", required=True))
+    official = np.empty((), dtype=object)
+    official[()] = {"boundary": np.ones((1, 8, 16)), "meta_data": {"manipulate_layers": "2-3"}}
+    np.save(tmp_path / "age.npy", official, allow_pickle=True)
+    got = op.resolve_params({"boundary": str(tmp_path / "age.npy")}, FakeBundle())["boundary"]
+    assert got.layers == [2, 3] and got.source == "official age.npy"
+    with pytest.raises(ParamError, match=r"neither a boundary of this model \(available: none\)"):
+        op.resolve_params({"boundary": "smile"}, FakeBundle())
+    with pytest.raises(ParamError, match="expected a boundary name or file, got 3"):
+        op.resolve_params({"boundary": 3}, FakeBundle())

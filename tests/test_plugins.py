@@ -82,7 +82,7 @@ def test_load_plugins_is_lazy_and_idempotent(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(plugins, "_load_entry_points", lambda *a: (calls.append(1), real(*a)))
     assert calls == []  # nothing happens at import or reset
     pm = plugins.load_plugins()
-    assert plugins.load_plugins() is pm and plugins.get_plugin_manager() is pm
+    assert plugins.load_plugins() is pm
     plugins.edit_operations()
     plugins.plugin_errors()
     assert calls == [1]
@@ -235,7 +235,9 @@ def test_runtime_registration_validates_like_installed_plugins() -> None:
             plugins.get_edit_operation("mix")
 
     plugins.register_plugin(Reentrant(), "reentrant")
-    assert "requested from inside register_edit_operations" in errors_by_plugin()["reentrant"][0]
+    (message,) = errors_by_plugin()["reentrant"]
+    assert message.startswith("register_edit_operations: RuntimeError: ")
+    assert "requested from inside a registration hook" in message
     plugins.unregister_plugin("reentrant")
     plugins.unregister_plugin("bad")
     plugins.unregister_plugin("twice")
@@ -282,8 +284,7 @@ def test_hook_register_commands(monkeypatch: pytest.MonkeyPatch, fixture_site: P
     assert list(plugins.plugin_commands(reserved=SUBCOMMANDS)) == ["fixture-hello"]
     (message,) = errors_by_plugin()["fixture-bad-command"]
     assert "'invert' is a built-in command" in message
-    group = click.Group("idinvert")
-    plugins.add_plugin_commands(group)
+    group = click.Group("idinvert", commands=plugins.plugin_commands(reserved=SUBCOMMANDS))
     result = CliRunner().invoke(group, ["fixture-hello", "--name", "plugins"])
     assert result.exit_code == 0 and result.output == "hello plugins\n"
     info = {i.name: i for i in plugins.plugin_infos()}["fixture-bad-command"]

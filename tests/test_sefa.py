@@ -217,8 +217,7 @@ def test_hook_register_commands_sefa_boundaries(
 ) -> None:
     """``sefa-boundaries`` writes boundary files that ``edit manipulate`` follows exactly as
     ``edit sefa`` does."""
-    group = click.Group("idinvert")
-    plugins.add_plugin_commands(group)
+    group = click.Group("idinvert", commands=plugins.plugin_commands())
     result = CliRunner().invoke(
         group,
         [

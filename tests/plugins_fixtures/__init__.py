@@ -44,6 +44,25 @@ def run_cli(args: list[object], capsys: Any) -> tuple[int, str, str]:
     return code, out, err
 
 
+def launch_demo(model_dir: Path, limits: Any = None) -> tuple[Any, str]:
+    """Build the demo on ``model_dir`` (CPU, no examples) and launch it on a free local port
+    without blocking → ``(blocks, url)``; the caller closes ``blocks``."""
+    from conftest import free_port
+
+    from idinvert.demo.app import build_demo, launch_kwargs
+
+    blocks = build_demo(str(model_dir), "cpu", limits, examples=[])
+    port = free_port()
+    blocks.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_kwargs(limits),
+    )
+    return blocks, f"http://127.0.0.1:{port}/"
+
+
 def purge_fixture_modules() -> None:
     """Forget imported fixture plugin modules (so import failures happen again)."""
     for name in list(sys.modules):

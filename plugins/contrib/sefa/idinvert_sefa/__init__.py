@@ -17,19 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from idinvert.core.edit import (
+from idinvert.core.editing import manipulate
+from idinvert.plugins import (
     EditContext,
     EditInputs,
     EditOperation,
     EditResult,
-    InputKind,
-    Layout,
     Param,
     ParamError,
-    ParamType,
+    hookimpl,
 )
-from idinvert.core.editing import manipulate
-from idinvert.core.hookspecs import hookimpl
 from idinvert_sefa.factorize import closed_form_factorization, style_weights
 
 if TYPE_CHECKING:
@@ -70,7 +67,6 @@ def run(context: EditContext, inputs: EditInputs, params: dict[str, Any]) -> Edi
     )
     return EditResult(
         codes.astype(np.float32),
-        Layout.SEQUENCES,
         arrays={"directions": directions, "eigenvalues": values.astype(np.float32)},
         info={
             "layers": layers,
@@ -97,18 +93,18 @@ OPERATION = EditOperation(
         "factorization of the generator's style weights (SeFa, CVPR 2021). Also writes the "
         "top-k directions (directions.npy, [k, D]) and their eigenvalues."
     ),
-    inputs=InputKind.CODES,
+    inputs="codes",
     params=(
         Param(
             "layers",
-            ParamType.LAYERS,
+            "layers",
             None,
             help="Layers to factorise and edit, e.g. '0-3'.",
             default_help="all layers",
         ),
         Param(
             "component",
-            ParamType.INT,
+            "int",
             0,
             min=0,
             max=lambda b: b.w_dim - 1,
@@ -117,7 +113,7 @@ OPERATION = EditOperation(
         ),
         Param(
             "top_k",
-            ParamType.INT,
+            "int",
             5,
             min=1,
             max=lambda b: b.w_dim,
@@ -126,7 +122,7 @@ OPERATION = EditOperation(
         ),
         Param(
             "start",
-            ParamType.FLOAT,
+            "float",
             -3.0,
             min=-20.0,
             max=20.0,
@@ -135,17 +131,17 @@ OPERATION = EditOperation(
         ),
         Param(
             "end",
-            ParamType.FLOAT,
+            "float",
             3.0,
             min=-20.0,
             max=20.0,
             step=0.1,
             help="Distance of the last code along the direction.",
         ),
-        Param("steps", ParamType.INT, 7, min=1, max=500, step=1, help="Codes per sample."),
+        Param("steps", "int", 7, min=1, max=500, step=1, help="Codes per sample."),
     ),
     run=run,
-    layout=Layout.SEQUENCES,
+    layout="sequences",
     validate=validate,
 )
 
@@ -192,13 +188,12 @@ def register_commands(cli: click.Group) -> None:
     """Add ``idinvert sefa-boundaries`` (cheap: nothing heavy is imported until it runs)."""
     import click
 
-    from idinvert.cli.edit import common_options
+    from idinvert.cli.options import DEVICE, MODEL, OUT
 
-    model, out, device, _batch = common_options()
     params = [
-        model,
-        out,
-        device,
+        MODEL.option(),
+        OUT.option(),
+        DEVICE.option(),
         click.Option(
             ["--layers"], default="all", show_default=True, help="Layers to factorise, e.g. '0-3'."
         ),
