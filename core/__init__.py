@@ -1,1 +1,2 @@
-"""Core: models, inversion, hookspecs, plugin manager and CLI."""
+"""The inversion core: networks, losses, inversion, images, codes, boundaries, model
+directories, edit math and declarations, hookspecs and the plugin manager."""

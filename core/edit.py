@@ -345,11 +345,6 @@ class Param:
         """``label`` or the name in words (``"center x"``)."""
         return self.label or self.name.replace("_", " ")
 
-    @property
-    def model_dependent(self) -> bool:
-        """Whether the default or the bounds depend on the loaded model."""
-        return callable(self.default) or callable(self.min) or callable(self.max)
-
     def default_for(self, bundle: ModelBundle | None) -> Any:
         """The default for ``bundle`` (callable defaults are evaluated; ``None`` = no default)."""
         if callable(self.default):
@@ -378,26 +373,6 @@ class Param:
         if self.type is ParamType.BOUNDARY and bundle is not None:
             return sorted(model_boundaries(bundle.path))
         return []
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-serialisable summary (for ``idinvert plugins --json`` and UIs)."""
-        static = None if callable(self.default) else self.default
-        lo = None if callable(self.min) else self.min
-        hi = None if callable(self.max) else self.max
-        return {
-            "name": self.name,
-            "type": self.type.value,
-            "default": static,
-            "help": self.help,
-            "min": lo,
-            "max": hi,
-            "step": self.step,
-            "choices": list(self.choices),
-            "required": self.required,
-            "label": self.display_label,
-            "model_dependent": self.model_dependent,
-            "default_help": self.default_help,
-        }
 
 
 def _is_int(value: Any) -> bool:
@@ -711,22 +686,6 @@ class EditOperation:
         if self.validate is not None and bundle is not None:
             self.validate(resolved, bundle)
         return resolved
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-serialisable summary of the declaration."""
-        return {
-            "name": self.name,
-            "title": self.title,
-            "description": self.description,
-            "inputs": self.inputs.value,
-            "slots": [
-                {"name": s.name, "type": s.type.value, "help": s.help, "multiple": s.multiple}
-                for s in self.inputs.slots
-            ],
-            "layout": self.layout.value,
-            "params": [p.describe() for p in self.params],
-            "plugin": self.plugin,
-        }
 
 
 def _default_layers(resolved: Mapping[str, Any], bundle: ModelBundle) -> list[int]:

@@ -2,9 +2,10 @@
 
 A plugin is a module (or object) with functions marked ``@hookimpl`` whose names match the
 specs below; it is found through the ``idinvert`` entry-point group (third-party) or the
-``DEFAULT_PLUGINS`` tuple (built-ins, registered through the very same hooks)::
+``DEFAULT_PLUGINS`` tuple (built-ins, registered through the very same hooks). Plugin authors
+import ``hookimpl`` with the rest of their API from :mod:`idinvert.plugins`::
 
-    from idinvert.core.hookspecs import hookimpl
+    from idinvert.plugins import hookimpl
 
     @hookimpl
     def register_edit_operations(register):
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 #: Marks hook specifications (this module only).
 hookspec = pluggy.HookspecMarker("idinvert")
-#: Marks hook implementations in plugins: ``from idinvert.core.hookspecs import hookimpl``.
+#: Marks hook implementations in plugins (re-exported as ``idinvert.plugins.hookimpl``).
 hookimpl = pluggy.HookimplMarker("idinvert")
 
 

@@ -5,12 +5,12 @@
   ``idinvert``, one entry point at a time, so one broken plugin cannot stop the others.
 * ``IDINVERT_PLUGINS=a,b`` allow-lists third-party plugins (entry-point or distribution names;
   set but empty = none); ``IDINVERT_DISABLE_PLUGINS=a,b`` blocks plugins, built-ins included
-  (``pm.set_blocked``). Both are read at the first :func:`load_plugins`.
+  (``pm.set_blocked``). Both are read by the first :func:`load_plugins`.
 * :func:`load_plugins` is lazy and idempotent (llm's pattern); the registration hooks run once,
-  the first time operations, commands or plugin information are asked for.
+  each plugin's alone, the first time operations, commands or plugin information are needed.
 * A plugin that fails to import, fails ``pm.check_pending()`` (a misspelled hook), raises in a
   hook or registers a name another plugin owns is *recorded* (:func:`plugin_errors`), never
-  fatal; a name registered twice is unusable until one plugin is disabled, and the error names
+  fatal; a name two plugins register is unusable until one is disabled, and the error names
   both. The CLI prints the errors as warnings, the demo shows them in a banner.
 """
 
@@ -22,8 +22,8 @@ import importlib.metadata
 import os
 import re
 import threading
-from collections.abc import Collection
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -49,8 +49,7 @@ ENTRY_POINT_GROUP = "idinvert"
 ALLOW_ENV = "IDINVERT_PLUGINS"
 #: Deny-list (comma-separated plugin, entry-point or distribution names; built-ins too).
 DENY_ENV = "IDINVERT_DISABLE_PLUGINS"
-OPERATIONS_HOOK = "register_edit_operations"
-COMMANDS_HOOK = "register_commands"
+_OPS, _COMMANDS = "register_edit_operations", "register_commands"
 
 
 class UnknownOperationError(IdinvertError, LookupError):
@@ -111,72 +110,56 @@ class PluginInfo:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class _Registrations:
-    """What the registration hooks produced (rebuilt when plugins change)."""
-
-    operations: dict[str, EditOperation] = field(default_factory=dict)
-    commands: dict[str, click.Command] = field(default_factory=dict)
-    owners: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (hook, name)
-    errors: list[PluginError] = field(default_factory=list)
-
-    def add(self, hook: str, name: str, item: Any, plugin: str) -> None:
-        """Keep ``item`` under ``name`` unless another plugin has it (then neither is usable)."""
-        table = self.table(hook)
-        owners = self.owners.setdefault((hook, name), [])
-        owners.append(plugin)
-        if len(owners) == 1:
-            table[name] = item
-            return
-        table.pop(name, None)
-        kind = "operation" if hook == OPERATIONS_HOOK else "command"
-        self.errors.append(
-            PluginError(
-                plugin,
-                hook,
-                f"{kind} {name!r} is already registered by plugin {owners[0]!r}; '{name}' is "
-                f"unusable until one is disabled ({DENY_ENV}={plugin})",
-            )
-        )
-
-    def conflicts(self, hook: str) -> dict[str, list[str]]:
-        return {n: list(o) for (h, n), o in self.owners.items() if h == hook and len(o) > 1}
-
-    def table(self, hook: str) -> dict[str, Any]:
-        """The usable registrations of ``hook``: operations or commands, by name."""
-        return self.operations if hook == OPERATIONS_HOOK else self.commands
-
-    def provided(self, hook: str, plugin: str) -> list[str]:
-        """What ``plugin`` registered through ``hook`` and may be used."""
-        usable = self.table(hook)
-        owned = [n for (h, n), o in self.owners.items() if h == hook and o == [plugin]]
-        return [n for n in owned if n in usable]
-
-
 class _State:
-    """All plugin state of the process; :func:`reset_plugins` replaces it."""
+    """All plugin state of the process (:func:`reset_plugins` replaces it).
+
+    ``owners[(hook, name)]`` lists the plugins that registered ``name`` through ``hook``; only
+    names with one owner are usable (``items[hook][name]``).
+    """
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
-        self.loaded = False
+        self.loaded = self.collecting = False
         self.infos: dict[str, PluginInfo] = {}  # registration order: built-ins first
-        self.errors: list[PluginError] = []  # import / register / validate
-        self.registrations: _Registrations | None = None
-        self.collecting = False
+        self.errors: list[PluginError] = []
+        self.items: dict[str, dict[str, Any]] | None = None  # None: hooks not run yet
+        self.owners: dict[tuple[str, str], list[str]] = {}
 
-    def record(self, plugin: str, stage: str, exc: BaseException | str) -> None:
-        self.errors.append(PluginError(plugin, stage, exc if isinstance(exc, str) else _line(exc)))
+    def fail(self, plugin: str, stage: str, error: BaseException | str) -> None:
+        if isinstance(error, BaseException):
+            text = " ".join(str(error).split())
+            error = f"{type(error).__name__}: {text}" if text else type(error).__name__
+        self.errors.append(PluginError(plugin, stage, error))
 
-    def register(self, plugin: object, info: PluginInfo) -> bool:
-        """Register ``plugin`` under ``info.name`` (blocked → disabled; failures recorded)."""
+    def add(self, info: PluginInfo, load: Callable[[], object], blocked: bool = False) -> bool:
+        """Import (``load()``) and register one plugin (blocked ones are only listed).
+
+        Returns:
+            Whether it is registered; failures are recorded.
+        """
+        if info.name in self.infos:
+            other = self.infos[info.name].distribution or "another plugin"
+            new = info.distribution or info.module
+            self.fail(info.name, "register", f"name already used by {other}; {new} not loaded")
+            return False
         self.infos[info.name] = info
+        if blocked:
+            self.pm.set_blocked(info.name)
+            info.status = "disabled"
+            return False
+        try:
+            plugin = load()
+            info.module = getattr(plugin, "__name__", None) or info.module
+        except (Exception, SystemExit) as exc:
+            self.fail(info.name, "import", exc)
+            return False
         try:
             if self.pm.register(plugin, info.name) is None:
                 info.status = "disabled"
                 return False
         except Exception as exc:  # PluginValidationError, ValueError (name taken)
-            self.record(info.name, "register", exc)
+            self.fail(info.name, "register", exc)
             return False
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
         return True
@@ -185,23 +168,71 @@ class _State:
         """``pm.check_pending()``; each plugin with an unknown hook is recorded and removed."""
         while True:
             try:
-                self.pm.check_pending()
-                return
+                return self.pm.check_pending()
             except pluggy.PluginValidationError as exc:
                 name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
-                self.record(name, "validate", exc)
+                self.fail(name, "validate", exc)
                 self.pm.unregister(exc.plugin)
                 if name in self.infos:
                     self.infos[name].hooks = []
 
+    def uncollect(self) -> None:
+        """Forget what the registration hooks produced (the plugins changed)."""
+        self.items, self.owners = None, {}
+        self.errors = [e for e in self.errors if e.stage not in (_OPS, _COMMANDS)]
+
+    def collect(self) -> dict[str, dict[str, Any]]:
+        """Run every plugin's registration hooks, each plugin's alone."""
+        import click
+
+        from idinvert.core.edit import EditOperation
+
+        items: dict[str, dict[str, Any]] = {_OPS: {}, _COMMANDS: {}}
+        for name, info in self.infos.items():
+            ops: list[EditOperation] = []
+
+            def register(op: EditOperation, ops: list[EditOperation] = ops) -> None:
+                if not isinstance(op, EditOperation):
+                    raise TypeError(f"register() takes an EditOperation, got {type(op).__name__}")
+                if any(o.name == op.name for o in ops):
+                    raise ValueError(f"operation {op.name!r} registered twice by the same plugin")
+                ops.append(op)
+
+            group = click.Group(name)
+            for hook, kwargs in ((_OPS, {"register": register}), (_COMMANDS, {"cli": group})):
+                plugin = self.pm.get_plugin(name)
+                if plugin is None or hook not in info.hooks:
+                    continue
+                others = [p for p in self.pm.get_plugins() if p is not plugin]
+                try:  # a plugin whose hook raises contributes nothing
+                    self.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+                except Exception as exc:
+                    self.fail(name, hook, exc)
+                    continue
+                got = group.commands if hook == _COMMANDS else {o.name: o for o in ops}
+                for key, item in got.items():
+                    self.own(items[hook], hook, key, item, name)
+        return items
+
+    def own(self, table: dict[str, Any], hook: str, key: str, item: Any, plugin: str) -> None:
+        """``table[key] = item``, unless another plugin has ``key`` (then neither is usable)."""
+        owners = self.owners.setdefault((hook, key), [])
+        owners.append(plugin)
+        if len(owners) == 1:
+            table[key] = dataclasses.replace(item, plugin=plugin) if hook == _OPS else item
+            return
+        table.pop(key, None)
+        kind = "operation" if hook == _OPS else "command"
+        self.fail(
+            plugin,
+            hook,
+            f"{kind} {key!r} is already registered by plugin {owners[0]!r}; '{key}' is unusable "
+            f"until one is disabled ({DENY_ENV}={plugin})",
+        )
+
 
 _lock = threading.RLock()
 _state = _State()
-
-
-def _line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _names(var: str) -> set[str] | None:
@@ -229,9 +260,9 @@ def load_plugins() -> pluggy.PluginManager:
             version = importlib.metadata.version("idinvert")
         except importlib.metadata.PackageNotFoundError:
             version = None
-        for module_name in DEFAULT_PLUGINS:
-            info = PluginInfo(module_name, True, version=version, distribution="idinvert")
-            _load_one(state, info, {_canonical(module_name)}, deny, None, module_name)
+        for module in DEFAULT_PLUGINS:
+            info = PluginInfo(module, True, version=version, distribution="idinvert")
+            state.add(info, lambda m=module: importlib.import_module(m), _canonical(module) in deny)
         _load_entry_points(state, _names(ALLOW_ENV), deny)
         state.check_pending()
         return state.pm
@@ -241,46 +272,14 @@ def _load_entry_points(state: _State, allow: set[str] | None, deny: set[str]) ->
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
-        if ep.name in state.infos:
-            owner = state.infos[ep.name].distribution or "a built-in plugin"
-            state.record(
-                ep.name,
-                "register",
-                f"entry point name already used by {owner}; {dist_name or ep.value} was not loaded",
-            )
-            continue
         version = dist.version if dist is not None else None
         info = PluginInfo(ep.name, False, version=version, distribution=dist_name, module=ep.module)
         names = {_canonical(ep.name)} | ({_canonical(dist_name)} if dist_name else set())
-        _load_one(state, info, names, deny, allow, ep)
+        state.add(info, ep.load, bool(names & deny) or (allow is not None and not names & allow))
 
 
-def _load_one(
-    state: _State,
-    info: PluginInfo,
-    names: set[str],
-    deny: set[str],
-    allow: set[str] | None,
-    source: str | importlib.metadata.EntryPoint,
-) -> None:
-    """Import a module (name or entry point) and register it, unless allow/deny say no."""
-    if names & deny or (allow is not None and not names & allow):
-        state.pm.set_blocked(info.name)
-        info.status = "disabled"
-        state.infos[info.name] = info
-        return
-    try:
-        plugin = importlib.import_module(source) if isinstance(source, str) else source.load()
-    except (Exception, SystemExit) as exc:
-        state.infos[info.name] = info
-        state.record(info.name, "import", exc)
-        return
-    info.module = getattr(plugin, "__name__", info.module)
-    state.register(plugin, info)
-
-
-def _registrations() -> _Registrations:
-    """Run the registration hooks of every plugin, once (thread-safe, not re-entrant)."""
+def _collected() -> _State:
+    """The state after every plugin's registration hooks ran (once; not from inside a hook)."""
     load_plugins()
     with _lock:
         state = _state
@@ -288,68 +287,28 @@ def _registrations() -> _Registrations:
             raise RuntimeError(
                 "edit operations or commands requested from inside a registration hook"
             )
-        if state.registrations is None:
+        if state.items is None:
             state.collecting = True
             try:
-                state.registrations = _collect(state)
+                state.items = state.collect()
             finally:
                 state.collecting = False
-        return state.registrations
+        return state
 
 
-def _collect(state: _State) -> _Registrations:
-    import click
-
-    from idinvert.core.edit import EditOperation
-
-    out = _Registrations()
-    for name in list(state.infos):
-        plugin = state.pm.get_plugin(name)
-        if plugin is None:
-            continue
-        ops: list[EditOperation] = []
-
-        def register(op: EditOperation, _ops: list[EditOperation] = ops) -> None:
-            if not isinstance(op, EditOperation):
-                raise TypeError(f"register() takes an EditOperation, got {type(op).__name__}")
-            if any(o.name == op.name for o in _ops):
-                raise ValueError(f"operation {op.name!r} registered twice by the same plugin")
-            _ops.append(op)
-
-        if _call(state, out, name, OPERATIONS_HOOK, register=register):
-            for op in ops:
-                out.add(OPERATIONS_HOOK, op.name, replace(op, plugin=name), name)
-        group = click.Group(name)
-        if _call(state, out, name, COMMANDS_HOOK, cli=group):
-            for command_name, command in group.commands.items():
-                out.add(COMMANDS_HOOK, command_name, command, name)
-    return out
-
-
-def _call(state: _State, out: _Registrations, name: str, hook: str, **kwargs: Any) -> bool:
-    """Call only plugin ``name``'s implementation of ``hook``; ``False`` if it has none or
-    it raised (recorded: a plugin that raises contributes nothing)."""
-    if hook not in state.infos[name].hooks:
-        return False
-    plugin = state.pm.get_plugin(name)
-    others = [p for p in state.pm.get_plugins() if p is not plugin]
-    try:
-        state.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
-    except Exception as exc:
-        out.errors.append(PluginError(name, hook, _line(exc)))
-        return False
-    return True
+def _conflicts(state: _State, hook: str) -> dict[str, list[str]]:
+    return {n: list(o) for (h, n), o in state.owners.items() if h == hook and len(o) > 1}
 
 
 def edit_operations() -> dict[str, EditOperation]:
     """Name → usable :class:`~idinvert.core.edit.EditOperation`, built-ins first, then
     third-party plugins, each in registration order (conflicting names are left out)."""
-    return dict(_registrations().operations)
+    return dict(_collected().items[_OPS])
 
 
 def operation_conflicts() -> dict[str, list[str]]:
     """Operation name → the plugins that all registered it (those names are unusable)."""
-    return _registrations().conflicts(OPERATIONS_HOOK)
+    return _conflicts(_collected(), _OPS)
 
 
 def get_edit_operation(name: str) -> EditOperation:
@@ -359,10 +318,11 @@ def get_edit_operation(name: str) -> EditOperation:
         OperationConflictError: several plugins registered ``name`` (all are named).
         UnknownOperationError: no such operation (the message lists the known ones).
     """
-    regs = _registrations()
-    if name in regs.operations:
-        return regs.operations[name]
-    owners = regs.conflicts(OPERATIONS_HOOK).get(name)
+    state = _collected()
+    ops = state.items[_OPS]
+    if name in ops:
+        return ops[name]
+    owners = _conflicts(state, _OPS).get(name)
     if owners:
         raise OperationConflictError(
             f"edit operation {name!r} is registered by several plugins: "
@@ -370,7 +330,7 @@ def get_edit_operation(name: str) -> EditOperation:
             f"{DENY_ENV}={owners[-1]}"
         )
     raise UnknownOperationError(
-        f"no edit operation {name!r}; available: {', '.join(sorted(regs.operations)) or 'none'}"
+        f"no edit operation {name!r}; available: {', '.join(sorted(ops)) or 'none'}"
     )
 
 
@@ -380,21 +340,19 @@ def plugin_commands(reserved: Collection[str] = ()) -> dict[str, click.Command]:
     ``reserved``: the host's own command names (the CLI passes its subcommand table); a plugin
     command with such a name is dropped and recorded, once, as that plugin's error.
     """
-    regs = _registrations()
+    state = _collected()
     with _lock:
-        for name in [n for n in regs.commands if n in reserved]:
-            del regs.commands[name]
-            owner = regs.owners[(COMMANDS_HOOK, name)][0]
-            regs.errors.append(
-                PluginError(owner, COMMANDS_HOOK, f"command {name!r} is a built-in command")
-            )
-        return dict(regs.commands)
+        commands = state.items[_COMMANDS]
+        for name in [n for n in commands if n in reserved]:
+            del commands[name]
+            owner = state.owners[(_COMMANDS, name)][0]
+            state.fail(owner, _COMMANDS, f"command {name!r} is a built-in command")
+        return dict(commands)
 
 
 def plugin_errors() -> list[PluginError]:
     """Every recorded plugin failure (loads plugins and runs the registration hooks first)."""
-    regs = _registrations()
-    return [*_state.errors, *regs.errors]
+    return list(_collected().errors)
 
 
 def plugin_infos(include_builtins: bool = False) -> list[PluginInfo]:
@@ -406,16 +364,16 @@ def plugin_infos(include_builtins: bool = False) -> list[PluginInfo]:
     Returns:
         Built-ins first (in :data:`DEFAULT_PLUGINS` order), then third-party plugins by name.
     """
-    errors = plugin_errors()
-    regs = _registrations()
+    state = _collected()
     infos = []
-    for base in _state.infos.values():
+    for base in state.infos.values():
         if base.builtin and not include_builtins:
             continue
-        info = replace(base, hooks=list(base.hooks))
-        info.operations = regs.provided(OPERATIONS_HOOK, info.name)
-        info.commands = regs.provided(COMMANDS_HOOK, info.name)
-        info.errors = [f"{e.stage}: {e.message}" for e in errors if e.plugin == info.name]
+        info = dataclasses.replace(base, hooks=list(base.hooks))
+        for hook, provided in ((_OPS, info.operations), (_COMMANDS, info.commands)):
+            owned = [n for (h, n), o in state.owners.items() if h == hook and o == [info.name]]
+            provided.extend(n for n in owned if n in state.items[hook])
+        info.errors = [f"{e.stage}: {e.message}" for e in state.errors if e.plugin == info.name]
         if info.errors and info.status != "disabled":
             info.status = "error"
         infos.append(info)
@@ -423,7 +381,7 @@ def plugin_infos(include_builtins: bool = False) -> list[PluginInfo]:
 
 
 def register_plugin(plugin: object, name: str | None = None) -> str | None:
-    """Register a plugin object or module at runtime (tests, notebooks, embedding apps).
+    """Register a plugin object or module at runtime (notebooks, embedding apps, tests).
 
     Its hooks are validated like installed plugins; failures are recorded, not raised.
 
@@ -434,25 +392,15 @@ def register_plugin(plugin: object, name: str | None = None) -> str | None:
     with _lock:
         name = name or getattr(plugin, "__name__", None) or f"plugin-{id(plugin)}"
         module = getattr(plugin, "__name__", None) or type(plugin).__module__
-        ok = _state.register(plugin, PluginInfo(name, False, module=module))
+        added = _state.add(PluginInfo(name, False, module=module), lambda: plugin)
         _state.check_pending()
-        _state.registrations = None
-        return name if ok and _state.pm.get_plugin(name) is not None else None
-
-
-def unregister_plugin(name: str) -> None:
-    """Remove a plugin (one registered at runtime, or any plugin) by name."""
-    with _lock:
-        if _state.pm.get_plugin(name) is not None:
-            _state.pm.unregister(name=name)
-        _state.infos.pop(name, None)
-        _state.errors = [e for e in _state.errors if e.plugin != name]
-        _state.registrations = None
+        _state.uncollect()
+        return name if added and _state.pm.get_plugin(name) is not None else None
 
 
 def reset_plugins() -> None:
-    """Forget all plugin state; the next call loads plugins afresh (re-reading the
-    environment). Meant for tests."""
+    """Forget all plugin state, runtime registrations included; the next call loads plugins
+    afresh (re-reading the environment)."""
     global _state
     with _lock:
         _state = _State()

@@ -184,8 +184,7 @@ def test_param_defaults_and_bounds_can_depend_on_the_model() -> None:
     bundle = FakeBundle(resolution=64)
     assert p.default_for(bundle) == 32 and p.bounds_for(bundle) == (0, 63)
     assert p.default_for(None) is None and p.bounds_for(None) == (0, None)
-    assert p.model_dependent and p.option_name == "--center" and p.display_label == "center"
-    assert p.describe()["default"] is None and p.describe()["model_dependent"] is True
+    assert p.option_name == "--center" and p.display_label == "center"
 
 
 @pytest.mark.parametrize(
@@ -346,6 +345,12 @@ def test_the_layout_is_declared_once_on_the_operation() -> None:
     codes = EditInputs({"codes": np.zeros((2, 8, 16), np.float32)})
     result = run_edit(_identity_op(), FakeBundle(), codes)
     assert result.layout is Layout.BATCH
+
+    def agrees(ctx, inputs, values) -> EditResult:  # plugins written before: still accepted
+        return EditResult(inputs["codes"], Layout.BATCH)
+
+    op = EditOperation("same", "t", "d", "codes", (), agrees, "batch")
+    assert run_edit(op, FakeBundle(), codes).layout is Layout.BATCH
 
     def contradicts(ctx, inputs, values) -> EditResult:
         return EditResult(inputs["codes"][:, None], Layout.SEQUENCES)

@@ -238,10 +238,10 @@ def test_runtime_registration_validates_like_installed_plugins() -> None:
     (message,) = errors_by_plugin()["reentrant"]
     assert message.startswith("register_edit_operations: RuntimeError: ")
     assert "requested from inside a registration hook" in message
-    plugins.unregister_plugin("reentrant")
-    plugins.unregister_plugin("bad")
-    plugins.unregister_plugin("twice")
-    assert plugins.plugin_errors() == []
+    assert plugins.register_plugin(Reentrant(), "reentrant") is None  # the name is taken
+    assert any("name already used by another plugin" in e for e in errors_by_plugin()["reentrant"])
+    plugins.reset_plugins()  # runtime registrations are gone
+    assert plugins.plugin_errors() == [] and "again" not in plugins.edit_operations()
 
 
 def test_wrong_hook_signature_is_recorded() -> None:

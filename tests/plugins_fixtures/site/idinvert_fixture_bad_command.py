@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from idinvert.core.hookspecs import hookimpl
+from idinvert.plugins import hookimpl
 
 
 @hookimpl

@@ -7,8 +7,7 @@ from dataclasses import replace
 
 from idinvert_fixture_good import OPERATION
 
-from idinvert.core.edit import EditOperation
-from idinvert.core.hookspecs import hookimpl
+from idinvert.plugins import EditOperation, hookimpl
 
 
 @hookimpl

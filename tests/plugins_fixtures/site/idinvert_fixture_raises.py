@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 from idinvert_fixture_good import OPERATION
 
-from idinvert.core.edit import EditOperation
-from idinvert.core.hookspecs import hookimpl
+from idinvert.plugins import EditOperation, hookimpl
 
 
 @hookimpl

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from idinvert.core.hookspecs import hookimpl
+from idinvert.plugins import hookimpl
 
 
 @hookimpl
