@@ -6,7 +6,8 @@ Each subcommand is generated from the operation's declaration (:mod:`idinvert.co
   ``--target``/``--context`` taking one or more files: ``--context a.png b.png``);
 * one option per parameter (``center_x`` → ``--center-x``; bool → ``--x/--no-x``; choice →
   a click choice; layers/boundary/string → text), with help, range and default in the help;
-* the common ``--model``, ``--out``, ``--device`` and ``--batch-size``.
+* the common ``--model``, ``--out``, ``--device`` and ``--batch-size``
+  (:mod:`idinvert.cli.options`).
 
 Values are checked by the declaration (the same code the demo uses); a bad value is reported
 as ``Invalid value for '--center-x': ...`` with a non-zero exit and nothing written to --out.
