@@ -472,8 +472,9 @@ class EditResult:
     Attributes:
         codes: float32 codes, ``[N, L, D]`` / ``[N, S, L, D]`` / ``[rows, cols, L, D]`` by the
             operation's :class:`Layout`.
-        layout: filled in by :func:`run_edit` from :attr:`EditOperation.layout` (the one place
-            a layout is stated); leave it out.
+        layout: filled in by :func:`run_edit` from :attr:`EditOperation.layout`, the one place
+            a layout is stated; leave it out (a value given here, as plugins written before
+            did, is used instead).
         names: one name per item of the first axis (samples; grid rows), used for file names
             and UI captions; ``None`` = zero-padded indices.
         column_names: grid only: one name per column.
@@ -513,12 +514,7 @@ def check_result(op: EditOperation, result: EditResult, bundle: ModelBundle) -> 
     who = f"operation '{op.name}'" + (f" (plugin {op.plugin})" if op.plugin else "")
     if not isinstance(result, EditResult):
         raise EditError(f"{who} returned {type(result).__name__}, not an EditResult")
-    layout = op.layout
-    if result.layout is not None and Layout(result.layout) is not layout:
-        raise EditError(
-            f"{who} returned layout '{Layout(result.layout).value}' but declares "
-            f"'{layout.value}' (leave EditResult.layout out: run_edit fills it in)"
-        )
+    layout = op.layout if result.layout is None else Layout(result.layout)  # older plugins
     codes = np.asarray(result.codes)
     L, D = bundle.code_shape
     rank = layout.code_rank + 2
