@@ -48,6 +48,20 @@ def _codes(name: str, codes: np.ndarray, rank: int = 3) -> np.ndarray:
     return arr
 
 
+def _same_model(
+    first: str, a: np.ndarray, second: str, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``a`` and ``b`` (each ``[N, L, D]``) with the same ``[L, D]``; the error names
+    ``second``."""
+    a, b = _codes(first, a), _codes(second, b)
+    if b.shape[1:] != a.shape[1:]:
+        raise ValueError(
+            f"{second}: per-code shape {list(b.shape[1:])} differs from {first} "
+            f"{list(a.shape[1:])}: codes of another model?"
+        )
+    return a, b
+
+
 def _steps(name: str, steps: int, minimum: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < minimum:
         raise ValueError(f"{name}: must be an integer >= {minimum}, got {steps!r}")
@@ -77,13 +91,7 @@ def interpolate(src: np.ndarray, dst: np.ndarray, steps: int) -> np.ndarray:
     Returns:
         float64 ``[N, steps, L, D]`` (numpy promotion with the float64 ``t``, as official).
     """
-    src = _codes("src", src)
-    dst = _codes("dst", dst)
-    if dst.shape[1:] != src.shape[1:]:
-        raise ValueError(
-            f"dst: per-code shape {list(dst.shape[1:])} differs from src "
-            f"{list(src.shape[1:])}: codes of another model?"
-        )
+    src, dst = _same_model("src", src, "dst", dst)
     if dst.shape[0] != src.shape[0]:
         raise ValueError(
             f"dst: {dst.shape[0]} codes but src has {src.shape[0]}; they are paired one to one"
@@ -199,13 +207,7 @@ def mix_style(
     Returns:
         ``[S, C, L, D]`` in the inputs' common dtype.
     """
-    style = _codes("style", style)
-    content = _codes("content", content)
-    if style.shape[1:] != content.shape[1:]:
-        raise ValueError(
-            f"content: per-code shape {list(content.shape[1:])} differs from style "
-            f"{list(style.shape[1:])}: codes of another model?"
-        )
+    style, content = _same_model("style", style, "content", content)
     num_layers = style.shape[1]
     layer_ids = _layers("layers", layers, num_layers)
     s = np.broadcast_to(style[:, np.newaxis], (style.shape[0], content.shape[0], *style.shape[1:]))

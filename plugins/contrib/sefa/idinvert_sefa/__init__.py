@@ -18,19 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from idinvert.core.editing import manipulate
-from idinvert.plugins import (
-    EditContext,
-    EditInputs,
-    EditOperation,
-    EditResult,
-    Param,
-    ParamError,
-    hookimpl,
-)
+from idinvert.plugins import EditInputs, EditOperation, EditResult, Param, ParamError, hookimpl
 from idinvert_sefa.factorize import closed_form_factorization, style_weights
 
 if TYPE_CHECKING:
     import click
+
+    from idinvert.plugins import EditContext
 
 try:
     __version__ = version("idinvert-sefa")
