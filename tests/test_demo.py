@@ -218,3 +218,43 @@ def test_broken_plugins_show_a_banner_and_the_rest_works(monkeypatch, demo_model
     finally:
         plugins.reset_plugins()
         purge_fixture_modules()
+
+
+def test_every_input_kind_has_one_row_in_the_service_table():
+    """Input kinds are acquired from demo/service.py's table (no branches in the UI): a row per
+    kind, covering exactly its slots."""
+    from idinvert.core.edit import InputKind
+    from idinvert.demo.service import INPUT_SOURCES, SESSION, Upload
+
+    assert set(INPUT_SOURCES) == set(InputKind)
+    for kind, source in INPUT_SOURCES.items():
+        assert list(source.slots) == [s.name for s in kind.slots], kind
+        assert all(how == SESSION or isinstance(how, Upload) for how in source.slots.values())
+
+
+def test_gather_inputs_from_session_and_uploads(demo_model_dir, photos):
+    from idinvert.core.edit import InputKind
+    from idinvert.demo.service import DemoError, DemoLimits, gather_inputs
+    from idinvert.hub.api import load_model
+
+    bundle = load_model(str(demo_model_dir), "cpu")
+    limits = DemoLimits(max_contexts=1)
+    session = {"codes": np.ones((1, 8, 16), np.float32), "image": np.zeros((32, 32, 3), np.uint8)}
+    seen = []
+
+    def invert_photo(image):
+        seen.append(image.shape)
+        return np.zeros((1, 8, 16), np.float32)
+
+    second = [str(photos["b"])]
+    got = gather_inputs(bundle, InputKind.TWO_CODES, session, second, limits, invert_photo)
+    assert got["src"].sum() == 8 * 16 and got["dst"].shape == (1, 8, 16) and seen == [(32, 32, 3)]
+    got = gather_inputs(
+        bundle, InputKind.IMAGE_AND_CONTEXTS, session, [[str(photos["c"])]], limits, invert_photo
+    )
+    assert got["target"].shape == got["context"].shape == (1, 32, 32, 3)
+    with pytest.raises(DemoError, match="at most 1 context images"):
+        two = [[str(photos["b"]), str(photos["c"])]]
+        gather_inputs(bundle, InputKind.IMAGE_AND_CONTEXTS, session, two, limits, invert_photo)
+    with pytest.raises(DemoError, match="invert a photo or draw a random sample first"):
+        gather_inputs(bundle, InputKind.CODES, None, [], limits, invert_photo)
