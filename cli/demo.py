@@ -6,20 +6,16 @@ import os
 
 import click
 
+from idinvert.cli.options import DEVICE, MODEL
+
 
 @click.command("demo")
-@click.option(
-    "--model",
-    "-m",
-    "model_ref",
-    default=None,
-    metavar="REF",
-    help="Built-in name, model directory or Hub repo id (default: bundled model, "
-    "or $IDINVERT_MODEL).",
+@MODEL.with_help(
+    "Built-in name, model directory or Hub repo id (default: bundled model, or $IDINVERT_MODEL)."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@DEVICE
 @click.option(
     "--max-steps",
     default=300,

@@ -29,6 +29,10 @@ class SharedOption:
         """A fresh ``click.Option`` (for commands built with ``click.Command(params=...)``)."""
         return click.Option(list(self.decls), **self.attrs)
 
+    def with_help(self, help: str) -> SharedOption:
+        """The same option with a command-specific help text."""
+        return SharedOption(self.decls, {**self.attrs, "help": help})
+
     def __call__(self, f: F) -> F:
         """Add the option to a command function (``@MODEL``)."""
         return click.option(*self.decls, **self.attrs)(f)
