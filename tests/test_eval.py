@@ -359,3 +359,47 @@ def test_generator_only_cli(runs: dict[str, Path], tmp_path: Path) -> None:
         eval_command, ["--model", str(runs["model"]), "--generator-only", "--gen-n", "0"]
     )
     assert res.exit_code != 0 and "--gen-n" in res.output
+
+
+def test_add_generator_section_writes_grid_and_replaces_the_card_block(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from idinvert.training.export import GEN_BEGIN, GRID_FILE, add_generator_section
+
+    model = tmp_path / "model"
+    shutil.copytree(runs["model"], model)
+    gen = {
+        "kid": 0.25,
+        "kid_std": 0.01,
+        "fid": 60.0,
+        "n_samples": 8,
+        "n_renders": 8,
+        "psi": 1.0,
+        "sample_seed": 0,
+        "render_seed": EVAL_SEED_BASE,
+        "kid_subsets": 1,
+        "kid_subset_size": 8,
+        "features": {
+            "network": "vgg",
+            "layer": "relu5_3",
+            "pooling": "mean",
+            "image_size": 64,
+            "normalisation": "imagenet",
+            "kid_kernel": "cubic",
+        },
+        "labels": {
+            "attributes": {
+                "smile": {"samples": 0.5, "renders": 0.25, "renders_true": 0.25, "gap": 0.25}
+            },
+            "mean_gap": 0.25,
+        },
+    }
+    add_generator_section(model, gen)
+    add_generator_section(model, {**gen, "kid": 0.125})
+    card = (model / "README.md").read_text()
+    assert card.count(GEN_BEGIN) == 1 and "KID **0.12500**" in card and "| smile | 0.500" in card
+    assert card.index(GEN_BEGIN) < card.index("## Files")
+    assert json.loads((model / "eval.json").read_text())["generator"]["kid"] == 0.125
+    assert Image.open(model / GRID_FILE).size == (8 * 16, 4 * 16)
