@@ -506,3 +506,18 @@ def test_init_generator_copies_the_model_weights(tmp_path: Path) -> None:
     _states_equal(fresh_ema.state_dict(), G.state_dict())
     with pytest.raises(ValueError, match="does not match"):
         load_init_generator(tmp_path / "m", build_networks(tiny_config(fmaps_max=8))[0])
+
+
+def test_d_warmup_keeps_g_fixed(tmp_path: Path) -> None:
+    cfg = tiny_config(d_warmup_kimg=0.008)  # 2 of 4 steps
+    G0, _, _ = build_networks(cfg)
+    train_gan(dataclasses.replace(cfg, total_kimg=0.008), tmp_path)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    _states_equal(ckpt["G"], G0.state_dict())
+    D0 = build_networks(cfg)[2].state_dict()
+    assert any(not torch.equal(ckpt["D"][k], D0[k]) for k in D0)
+    train_gan(cfg, tmp_path)
+    G4 = load_checkpoint(tmp_path / CHECKPOINT_FILE)["G"]
+    assert any(not torch.equal(G4[k], G0.state_dict()[k]) for k in G4 if "w_avg" not in k)
+    with pytest.raises(ValueError, match="d_warmup_kimg"):
+        tiny_config(d_warmup_kimg=-1)

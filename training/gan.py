@@ -153,6 +153,9 @@ class GanTrainConfig(RunConfigMixin):
             built-in ``mapping_lr_mul`` 0.01); > 1 lets a teacher run re-map z quickly.
         init_generator: model directory whose generator weights (and ``w_avg``) start G and
             G_ema of a fresh run (``None`` = random init). D always starts fresh.
+        d_warmup_kimg: for the first this many kimg only D trains (G, G_ema and ``w_avg`` stay
+            as they are): lets a fresh D catch up with an ``init_generator`` before G follows
+            its gradients (without it, continuing from committed weights first makes G worse).
 
     Data:
         data: ``"module:function"`` of an ``iter_faces``-compatible renderer.
@@ -200,6 +203,7 @@ class GanTrainConfig(RunConfigMixin):
     teacher_weight: float = 0.0
     teacher_perceptual: float = 1.0
     mapping_lr_scale: float = 1.0
+    d_warmup_kimg: float = 0.0
     init_generator: str | None = None
 
     data: str = DEFAULT_DATA
@@ -235,8 +239,8 @@ class GanTrainConfig(RunConfigMixin):
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= self.style_mixing_prob <= 1.0:
             raise ValueError(f"style_mixing_prob must be in [0, 1], got {self.style_mixing_prob}")
-        if self.r1_gamma < 0 or self.total_kimg < 0 or self.ema_kimg < 0:
-            raise ValueError("r1_gamma, total_kimg and ema_kimg must be >= 0")
+        if min(self.r1_gamma, self.total_kimg, self.ema_kimg, self.d_warmup_kimg) < 0:
+            raise ValueError("r1_gamma, total_kimg, ema_kimg and d_warmup_kimg must be >= 0")
         if self.teacher_weight < 0 or self.teacher_perceptual < 0 or self.mapping_lr_scale <= 0:
             raise ValueError(
                 "teacher_weight, teacher_perceptual must be >= 0 and mapping_lr_scale > 0"
@@ -706,7 +710,8 @@ def train_step(
     G, D = state.G, state.D
     batch = reals.shape[0]
     teach = z is not None and cfg.teacher_weight > 0
-    with autocast(cfg):
+    warmup = state.nimg < cfg.d_warmup_kimg * 1000
+    with autocast(cfg), torch.set_grad_enabled(not warmup):
         if teach:
             wp, w_mean, unmixed = teacher_wp(G, z, cfg.style_mixing_prob)
         else:
@@ -739,6 +744,10 @@ def train_step(
         ctx.average_grads(d_params)
         state.opt_D.step()
         stats["r1"] = penalty.detach().mean().item()
+
+    if warmup:  # D warm-up: G is not updated
+        stats["loss_G"] = g_nonsaturating_loss(fake_logits).item()
+        return stats
 
     # G: non-saturating loss through the updated, frozen D.
     D.requires_grad_(False)

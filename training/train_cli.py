@@ -60,6 +60,7 @@ _GAN_FIELDS = {
     "teacher_perceptual": "teacher_perceptual",
     "mapping_lr_scale": "mapping_lr_scale",
     "init_generator": "init_generator",
+    "d_warmup_kimg": "d_warmup_kimg",
     "data": "data",
     "checkpoint_minutes": "checkpoint_minutes",
     "max_minutes": "max_minutes",
@@ -144,6 +145,12 @@ def _fp16_mib(numel: int) -> float:
     type=str,
     default=None,
     help="Model directory whose generator starts a fresh run (D starts fresh).",
+)
+@click.option(
+    "--d-warmup-kimg",
+    type=float,
+    default=None,
+    help="Train only D for this many kimg first (use with --init-generator).",
 )
 @click.option(
     "--data",
