@@ -1,14 +1,21 @@
 """The Gradio app: invert a photo, look at the reconstruction, edit it with every registered
 edit operation. UI only — the work is done by :mod:`idinvert.demo.service` (core + plugins).
 
-API (``gradio_client``; every event has an ``api_name``):
+API (``gradio_client``; every event has an ``api_name``; inputs added later are appended and
+have defaults):
 
-* ``/invert`` (image, steps) → input, encoder and final images, metrics, loss curve, codes file
-* ``/sample`` (seed) → a random image of the model, codes file
-* ``/quick_edit`` (one strength per boundary) → re-synthesized image (no re-inversion)
+* ``/invert`` (image, steps, align, learning_rate, perceptual_weight, domain_weight[, model])
+  → input, encoder and final images, metrics, loss curve, codes file, edited image, image
+  pasted back into the photo (streamed: the loss curve grows while it runs)
+* ``/sample`` (seed[, model]) → the same outputs for a random image of the model
+* ``/quick_edit`` (one strength per boundary) → re-synthesized image, pasted-back image
 * ``/edit_<operation>`` (operation parameters [+ second image / context images]) → gallery,
-  animation (sequences), codes file; dashes in the operation name become underscores
+  animation or grid, codes file; dashes in the operation name become underscores
   (``random-walk`` → ``/edit_random_walk``)
+* ``/check_upload`` (image[, model]) → notes on an upload (checked as it arrives)
+* ``/select_model`` (model) → only with several models (``IDINVERT_MODELS``)
+
+``[, model]``: the model selector's value, present only when several models are configured.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ import functools
 import inspect
 import logging
 import os
-import tempfile
+import queue
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +43,31 @@ from idinvert.core.images import image_grid, resize_to_model, save_gif, save_png
 from idinvert.core.inversion import StepInfo
 from idinvert.core.modeldir import ModelBundle
 from idinvert.demo import service
-from idinvert.demo.controls import controls_for, values_from_controls
+from idinvert.demo.controls import controls_for, update_for, values_from_controls
 from idinvert.demo.gpu import gpu
 
 log = logging.getLogger(__name__)
 
-CSS = ".idinvert-metrics {font-variant-numeric: tabular-nums}"
+#: Shown size of results (CSS pixels): small models' images are upscaled for display only;
+#: the files behind them (downloads, API) stay at the model resolution.
+DISPLAY_SIZE = 256
+
+CSS = f"""
+.idinvert-metrics {{font-variant-numeric: tabular-nums}}
+.idinvert-result img {{
+  width: {DISPLAY_SIZE}px !important; height: {DISPLAY_SIZE}px !important;
+  max-width: 100%; object-fit: contain; image-rendering: auto;
+}}
+.idinvert-wide img {{max-height: 320px !important; object-fit: contain !important}}
+.idinvert-note p {{margin: 0}}
+"""
+
+#: Quick-edit sliders when several models are configured (labels follow the chosen model).
+MULTI_MODEL_SLIDERS = 8
+
+
+class UserError(gr.Error):
+    """An expected error shown to the user; logged as one line, no traceback."""
 
 
 def photo_input(**kwargs: Any) -> gr.Image:
@@ -54,166 +83,335 @@ def photo_input(**kwargs: Any) -> gr.Image:
     def tolerant_preprocess(payload: Any) -> Any:
         try:
             return original(payload)
-        except Exception:  # noqa: BLE001 - service.prepare_image reports what is wrong
+        except Exception:  # noqa: BLE001 - service.load_upload reports what is wrong
             return getattr(payload, "path", None)
 
     component.preprocess = tolerant_preprocess  # type: ignore[method-assign]
     return component
 
 
-def _user_error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc), duration=None)
+def user_error(message: str) -> gr.Error:
+    """A ``gr.Error`` for an expected problem: shown until closed, no server traceback."""
+    return gr.Error(service.web_message(message), duration=None, print_exception=False)
+
+
+def _convert(exc: Exception, where: str) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, (service.DemoError, IdinvertError, ValueError)):
+        log.info("%s: user error: %s", where, str(exc).replace("\n", " "))
+        return user_error(str(exc))
+    log.exception("%s failed unexpectedly", where)
+    return gr.Error(
+        f"Something went wrong on the server ({type(exc).__name__}); please try again.",
+        duration=None,
+        print_exception=False,
+    )
 
 
 def guarded(fn: Any) -> Any:
-    """Turn expected errors into visible ``gr.Error`` messages; log unexpected ones."""
+    """Expected errors → a visible message (one log line); unexpected ones → a short message
+    and the traceback in the log. Works for plain functions and generators."""
+    where = getattr(fn, "__name__", "action")
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - keep serving other users
+                raise _convert(exc, where) from None
+
+        return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (service.DemoError, IdinvertError, ValueError) as exc:
-            raise _user_error(exc) from None
         except Exception as exc:  # noqa: BLE001 - keep serving other users
-            log.exception("demo action failed")
-            raise gr.Error(f"internal error ({type(exc).__name__}): {exc}") from None
+            raise _convert(exc, where) from None
 
     return wrapper
 
 
+def _note(lines: list[str], warn: bool = False) -> str:
+    return "\n".join(("⚠️ " if warn else "ℹ️ ") + line for line in lines)
+
+
 class DemoApp:
-    """Holds the model and output folder; builds the Blocks.
+    """Holds the models, the result files and the limits; builds the Blocks.
 
     Args:
-        bundle: the loaded model (loaded once, shared by all sessions).
+        catalog: the selectable models (loaded lazily, once; the default at build time).
+        operations: edit operations by name (one tab each).
         limits: server-side caps.
-        examples: example image paths for the gallery.
-        lpips_metric: LPIPS callable or ``None`` (no real backbone available).
         plugin_problems: lines for the broken-plugin banner.
+        results_root: where result files go (default: inside Gradio's cache folder, so they
+            are served without a copy).
     """
 
     def __init__(
         self,
-        bundle: ModelBundle,
+        catalog: service.ModelCatalog,
         operations: dict[str, EditOperation],
         limits: service.DemoLimits | None = None,
-        examples: list[str] | None = None,
-        lpips_metric: Any = None,
         plugin_problems: list[str] | None = None,
+        results_root: Path | None = None,
     ) -> None:
-        self.bundle = bundle
+        self.catalog = catalog
         self.operations = operations
         self.limits = limits or service.DemoLimits()
-        self.examples = examples or []
-        self.lpips_metric = lpips_metric
         self.plugin_problems = plugin_problems or []
-        self.boundaries = {
-            name: load_boundary(p) for name, p in model_boundaries(bundle.path).items()
-        }
-        self.workdir = Path(tempfile.mkdtemp(prefix="idinvert-demo-"))
+        if results_root is None:
+            from gradio.utils import get_upload_folder
 
-    # ------------------------------------------------------------------ files
+            results_root = Path(get_upload_folder()) / "idinvert-results" / os.urandom(6).hex()
+        self.results = service.ResultFiles(results_root)
+        self.multi = len(catalog.labels) > 1
+        self._last_sweep = time.monotonic()
 
-    def _new_dir(self) -> Path:
-        return Path(tempfile.mkdtemp(dir=self.workdir))
+    # ------------------------------------------------------------------ helpers
 
-    def _codes_file(self, codes: np.ndarray, name: str = "codes.npy") -> str:
-        path = self._new_dir() / name
-        save_codes(codes, path)
+    def entry(self, label: str | None) -> service.ModelEntry:
+        return self.catalog.get(label)
+
+    def _session_entry(self, session: dict | None) -> service.ModelEntry:
+        return self.entry((session or {}).get("model"))
+
+    def _new_session(self, previous: dict | None, **values: Any) -> dict:
+        """A session value keeping the previous one's file folder."""
+        self._maybe_sweep()
+        files = (previous or {}).get("files") or os.urandom(8).hex()
+        return {"files": files, **values}
+
+    def _maybe_sweep(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep > 60:
+            self._last_sweep = now
+            self.results.sweep(2 * self.limits.session_ttl_s)
+
+    def _sweep_on_unload(self) -> None:
+        """A tab closed: remove result folders of sessions that ended long ago."""
+        self.results.sweep(2 * self.limits.session_ttl_s)
+
+    def _png(self, folder: Path, name: str, image: np.ndarray | None) -> str | None:
+        if image is None:
+            return None
+        path = folder / f"{name}.png"
+        save_png(image, path)
         return str(path)
 
     # ------------------------------------------------------------------ actions
 
     @gpu
-    def _invert_work(
-        self, image: np.ndarray, steps: int, progress: gr.Progress
-    ) -> service.InversionOutput:
-        def on_step(info: StepInfo) -> None:
-            progress((info.step, info.total), desc="optimizing", unit="steps")
+    def _invert_stream(
+        self,
+        entry: service.ModelEntry,
+        image: np.ndarray,
+        steps: int,
+        expert: service.ExpertSettings,
+    ) -> Iterator[tuple[str, Any]]:
+        """Run the inversion in a worker thread; yield ``("step", StepInfo)`` about every
+        0.25 s while it runs, then ``("done", InversionOutput)``."""
+        updates: queue.Queue = queue.Queue()
+        done = threading.Event()
+        box: dict[str, Any] = {}
 
-        return service.invert_image(self.bundle, image, steps, on_step, self.lpips_metric)
+        def on_step(info: StepInfo) -> None:
+            updates.put(info)
+
+        def work() -> None:
+            try:
+                box["out"] = service.invert_image(
+                    entry.bundle, image, steps, on_step, entry.lpips, expert
+                )
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, daemon=True, name="idinvert-invert").start()
+        last = 0.0
+        latest = None
+        while not done.wait(0.05):
+            while not updates.empty():
+                latest = updates.get_nowait()
+            if latest is not None and time.monotonic() - last > 0.25:
+                last = time.monotonic()
+                yield "step", latest
+                latest = None
+        if "error" in box:
+            raise box["error"]
+        yield "done", box["out"]
 
     def invert(
         self,
         image_path: str | None,
         steps: float,
         align: bool = False,
-        progress: gr.Progress = gr.Progress(),
-    ) -> tuple:
+        learning_rate: float | None = None,
+        perceptual_weight: float | None = None,
+        domain_weight: float | None = None,
+        *rest: Any,
+    ) -> Iterator[tuple]:
         """Upload → (input, encoder, final, metrics, loss curve, codes file, session, edited,
-        final pasted back into the photo)."""
+        final pasted back into the photo); streams the loss curve and a status line."""
+        model, session = (rest[0], rest[1]) if self.multi else (None, rest[0] if rest else None)
+        entry = self.entry(model)
+        bundle = entry.bundle
         steps_int = service.check_steps(steps, self.limits)
+        expert = service.ExpertSettings.checked(
+            learning_rate=learning_rate,
+            perceptual_weight=perceptual_weight,
+            domain_weight=domain_weight,
+        )
         name = Path(image_path).stem if image_path else "image"
-        photo = service.load_upload(image_path, self.limits)
+        photo = service.load_upload(image_path, self.limits, "image")
         alignment = None
         if align:
-            image, alignment = service.align_upload(self.bundle, photo, name)
+            image, alignment = service.align_upload(bundle, photo, name)
         else:
-            image = resize_to_model(photo, self.bundle.resolution)
-        out = self._invert_work(image, steps_int, progress)
-        metrics = (
-            f"**Encoder** MSE {out.mse_encoder:.4f}"
-            + (f", LPIPS {out.lpips_encoder:.3f}" if out.lpips_encoder is not None else "")
-            + f" · **In-domain inversion** ({steps_int} steps, {out.seconds:.1f} s)"
-            + f" MSE {out.mse:.4f}"
-            + (
-                f", LPIPS {out.lpips:.3f}"
-                if out.lpips is not None
-                else " (LPIPS: no VGG backbone available)"
-            )
-        )
-        curve = _loss_frame(out.history)
-        session = {
-            "codes": out.codes,
-            "init_codes": out.init_codes,
-            "image": image,
-            "name": name,
-            "alignment": alignment,
-        }
+            image = resize_to_model(photo, bundle.resolution)
+        skip = [gr.skip()] * 9
+        history: dict[str, list[float]] = {}
+        out = None
+        for kind, value in self._invert_stream(entry, image, steps_int, expert):
+            if kind == "step":
+                _extend_history(history, value)
+                status = f"Optimizing: step {value.step} of {value.total}"
+                frame = _loss_frame_lists(history)
+                yield (*skip[:3], status, frame, *skip[5:])
+            else:
+                out = value
+        assert out is not None
+        folder = self.results.new_result({"files": (session or {}).get("files")})
+        metrics = _metrics_line(out, steps_int)
         if alignment is not None:
             metrics += f" · aligned the largest of {alignment['faces']} face(s)"
         if steps_int and not out.perceptual_used:
-            reason = self.bundle.perceptual_missing or "the model has no perceptual network"
-            metrics += f"  \n⚠️ VGG perceptual term off: {reason}"
-        return (
-            image,
-            out.encoder_image,
-            out.final_image,
-            metrics,
-            curve,
-            self._codes_file(out.codes, f"{name}_codes.npy"),
+            reason = bundle.perceptual_missing or "the model has no perceptual network"
+            metrics += f"  \n⚠️ VGG perceptual term off: {service.web_message(reason)}"
+        new_session = self._new_session(
             session,
-            out.final_image,
-            service.paste_into_original(session, out.final_image),
+            codes=out.codes,
+            init_codes=out.init_codes,
+            image=image,
+            name=name,
+            alignment=alignment,
+            model=entry.label,
+        )
+        new_session["files"] = folder.parent.name
+        final = self._png(folder, f"{name}_inverted", out.final_image)
+        yield (
+            self._png(folder, f"{name}_input", image),
+            self._png(folder, f"{name}_encoder", out.encoder_image),
+            final,
+            metrics,
+            _loss_frame(out.history),
+            self._codes_file(folder, out.codes, f"{name}_codes.npy"),
+            new_session,
+            final,
+            self._png(
+                folder, f"{name}_pasted", service.paste_into_original(new_session, out.final_image)
+            ),
         )
 
-    def sample(self, seed: float) -> tuple:
-        codes, image = service.sample_code(self.bundle, int(seed))
-        session = {"codes": codes, "init_codes": None, "image": image, "name": f"sample{int(seed)}"}
-        psi = self.bundle.config.generator.truncation_psi
-        metrics = f"Random sample, seed {int(seed)} (truncation ψ = {psi})"
-        empty = _loss_frame({})
-        codes_file = self._codes_file(codes, f"sample{int(seed)}_codes.npy")
-        return image, image, image, metrics, empty, codes_file, session, image, None
+    def _codes_file(self, folder: Path, codes: np.ndarray, name: str) -> str:
+        path = folder / name
+        save_codes(codes, path)
+        return str(path)
 
-    def quick_edit(
-        self, session: dict | None, *strengths: float
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def sample(self, seed: float, *rest: Any) -> tuple:
+        model, session = (rest[0], rest[1]) if self.multi else (None, rest[0] if rest else None)
+        entry = self.entry(model)
+        try:
+            seed_int = int(seed)
+        except (TypeError, ValueError, OverflowError):
+            raise service.DemoError(f"the seed must be a whole number, got {seed!r}") from None
+        if not 0 <= seed_int < 2**32:
+            raise service.DemoError(f"the seed must be between 0 and {2**32 - 1}, got {seed}")
+        codes, image = service.sample_code(entry.bundle, seed_int)
+        new_session = self._new_session(
+            session,
+            codes=codes,
+            init_codes=None,
+            image=image,
+            name=f"sample{seed_int}",
+            model=entry.label,
+        )
+        folder = self.results.new_result(new_session)
+        psi = entry.bundle.config.generator.truncation_psi
+        metrics = f"Random sample of **{entry.label}**, seed {seed_int} (truncation ψ = {psi})"
+        path = self._png(folder, f"sample{seed_int}", image)
+        codes_file = self._codes_file(folder, codes, f"sample{seed_int}_codes.npy")
+        return path, path, path, metrics, _loss_frame({}), codes_file, new_session, path, None
+
+    def quick_edit(self, session: dict | None, *strengths: float) -> tuple[str, str | None]:
         codes = service.require_codes(session)
-        values = dict(zip(self.boundaries, strengths, strict=True))
-        image = service.quick_edit(self.bundle, codes, self.boundaries, values)
-        return image, service.paste_into_original(session, image)
+        entry = self._session_entry(session)
+        names = list(entry.boundaries)
+        values = {}
+        for i, value in enumerate(strengths):
+            try:
+                number = float(value or 0.0)
+            except (TypeError, ValueError):
+                raise service.DemoError(
+                    f"slider {i + 1}: expected a number, got {value!r}"
+                ) from None
+            if not np.isfinite(number) or abs(number) > 3:
+                raise service.DemoError(
+                    f"quick-edit strengths must be between -3 and 3, got {value}"
+                )
+            if i < len(names):
+                values[names[i]] = number
+        if not self.multi and len(strengths) != len(names):
+            raise service.DemoError(f"expected {len(names)} strengths, got {len(strengths)}")
+        image = service.quick_edit(entry.bundle, codes, entry.boundaries, values)
+        folder = self.results.new_result(session)
+        pasted = service.paste_into_original(session, image)
+        return self._png(folder, "edited", image), self._png(folder, "edited_pasted", pasted)
+
+    def quick_edit_ui(self, session: dict | None, *strengths: float) -> tuple:
+        """The sliders' callback: never fails (a message instead), so the browser never sees
+        an HTTP error."""
+        try:
+            edited, pasted = self.quick_edit(session, *strengths)
+        except (service.DemoError, IdinvertError, ValueError) as exc:
+            log.info("quick edit: user error: %s", exc)
+            return gr.skip(), gr.skip(), _note([service.web_message(str(exc))], warn=True)
+        except Exception:  # noqa: BLE001 - keep serving; the message says what to do
+            log.exception("quick edit failed unexpectedly")
+            return gr.skip(), gr.skip(), _note(["Something went wrong; please try again."], True)
+        return edited, pasted, QUICK_READY
+
+    def check_upload(self, image_path: str | None, *rest: Any) -> str:
+        """Notes on an upload as it arrives (a GIF's first frame, upscaling, ...) or what is
+        wrong with it; never raises."""
+        model = rest[0] if self.multi and rest else None
+        try:
+            notes = service.upload_notes(
+                image_path, self.limits, self.entry(model).bundle.resolution
+            )
+        except (service.DemoError, IdinvertError, ValueError) as exc:
+            log.info("upload check: user error: %s", exc)
+            message = service.web_message(str(exc))
+            gr.Warning(message)
+            return _note([message], warn=True)
+        return _note(notes)
 
     @gpu
     def _edit_work(
-        self, op: EditOperation, inputs: dict, params: dict, progress: gr.Progress
+        self,
+        bundle: ModelBundle,
+        op: EditOperation,
+        inputs: dict,
+        params: dict,
+        progress: gr.Progress,
     ) -> tuple:
         def report(done: int, total: int, desc: str) -> None:
             progress((done, total), desc=desc or op.title)
 
-        return service.run_operation(self.bundle, op, inputs, params, report)
+        return service.run_operation(bundle, op, inputs, params, report, self.limits)
 
     def edit(
         self,
@@ -224,18 +422,31 @@ class DemoApp:
         progress: gr.Progress,
     ) -> tuple:
         """Run ``op`` on the session's code (+ the tab's uploads) → gallery, animation, codes."""
-        steps = self.limits.default_steps
+        service.require_codes(session)
+        entry = self._session_entry(session)
+        bundle = entry.bundle
+        steps = min(self.limits.default_steps, self.limits.max_steps)
+        params = values_from_controls(op, values)
+        service.check_params(op, params, bundle, self.limits)
 
         def invert_photo(image: np.ndarray) -> np.ndarray:
-            return self._invert_work(image, steps, progress).codes
+            out = service.invert_image(bundle, image, steps, None, None)
+            return out.codes
 
-        inputs = service.gather_inputs(
-            self.bundle, op.inputs, session, extra, self.limits, invert_photo
-        )
-        params = values_from_controls(op, values)
-        result, images = self._edit_work(op, inputs, params, progress)
-        frames = service.result_frames(result, images)
-        folder = self._new_dir()
+        try:
+            inputs = service.gather_inputs(
+                bundle, op.inputs, session, extra, self.limits, invert_photo
+            )
+            result, images = self._edit_work(bundle, op, inputs, params, progress)
+        except service.DemoError:
+            raise
+        except (IdinvertError, ValueError) as exc:
+            raise service.DemoError(service.edit_message(op, exc)) from None
+        folder = self.results.new_result(session)
+        frames = [
+            (self._png(folder, f"{op.name}_{i:03d}", img), caption)
+            for i, (img, caption) in enumerate(service.result_frames(result, images))
+        ]
         animation = None
         if result.layout is Layout.SEQUENCES:
             animation = str(folder / f"{op.name}.gif")
@@ -244,76 +455,154 @@ class DemoApp:
             grid = image_grid(images.reshape(-1, *images.shape[-3:]), images.shape[1])
             animation = str(folder / f"{op.name}_grid.png")
             save_png(grid, animation)
-        codes_path = folder / f"{op.name}_codes.npy"
-        save_codes(result.codes, codes_path)
-        return frames, animation, str(codes_path)
+        codes_path = self._codes_file(folder, result.codes, f"{op.name}_codes.npy")
+        return frames, animation, codes_path
+
+    def select_model(self, label: str, session: dict | None) -> tuple:
+        """Switch the page to model ``label`` (loaded on first use): its line, examples,
+        quick-edit sliders and edit controls; the previous results are cleared."""
+        entry = self.entry(label)
+        self.results.release(session)
+        cleared = [None, None, None, "", _loss_frame({}), None, None, None, None]
+        updates = [
+            service.model_summary(entry.label, entry.bundle),
+            *cleared,
+            gr.update(samples=[[p] for p in entry.examples], visible=bool(entry.examples)),
+            gr.update(
+                value=service.alignment_default(entry.bundle),
+                interactive=_can_align(entry.bundle),
+            ),
+            gr.update(value=QUICK_EMPTY),
+        ]
+        names = list(entry.boundaries)
+        for i in range(self.n_sliders):
+            if i < len(names):
+                b = entry.boundaries[names[i]]
+                updates.append(
+                    gr.update(
+                        label=names[i].replace("_", " "),
+                        info=f"layers {b.layers or 'all'}",
+                        visible=True,
+                        value=0,
+                    )
+                )
+            else:
+                updates.append(gr.update(visible=False, value=0))
+        for op in self.operations.values():
+            updates.extend(update_for(p, entry.bundle, self.limits) for p in op.params)
+        return tuple(updates)
 
     # ------------------------------------------------------------------ layout
 
     def build(self) -> gr.Blocks:
-        bundle = self.bundle
+        entry = self.entry(None)
+        bundle = entry.bundle
+        limits = self.limits
         with gr.Blocks(title="idinvert — in-domain GAN inversion") as blocks:
             gr.Markdown(
                 "# idinvert — In-Domain GAN Inversion\n"
-                f"Model **{bundle.config.name}** ({bundle.resolution}×{bundle.resolution}, "
-                f"W+ {bundle.num_layers}×{bundle.w_dim}). Upload a photo, invert it, then edit it."
+                "Turn an image into the code of a GAN (inversion), then edit it by moving that "
+                "code: the reconstruction stays inside the model's domain."
             )
+            model_dd = None
+            if self.multi:
+                model_dd = gr.Dropdown(
+                    self.catalog.labels,
+                    value=entry.label,
+                    label="Model",
+                    info="Each model is loaded the first time it is chosen.",
+                    elem_id="model-select",
+                )
+            info = gr.Markdown(service.model_summary(entry.label, bundle), elem_id="model-info")
             if self.plugin_problems:
                 gr.Markdown(
                     "⚠️ **Some plugins failed to load** (the others work):\n"
-                    + "\n".join(f"- {p}" for p in self.plugin_problems),
+                    + "\n".join(f"- {service.web_message(p)}" for p in self.plugin_problems),
                     elem_id="plugin-errors",
                 )
-            session = gr.State(None)
+            session = gr.State(
+                None,
+                time_to_live=limits.session_ttl_s,
+                delete_callback=self.results.release,
+            )
             with gr.Row():
                 with gr.Column(scale=1):
                     upload = photo_input(
                         sources=["upload", "webcam", "clipboard"],
                         label="Photo",
                         elem_id="upload",
+                        height=DISPLAY_SIZE,
+                    )
+                    upload_note = gr.Markdown(elem_id="upload-note", elem_classes=["idinvert-note"])
+                    examples = gr.Dataset(
+                        components=[upload],
+                        samples=[[p] for p in entry.examples],
+                        label="Examples (click one)",
+                        type="values",
+                        visible=bool(entry.examples),
+                        elem_id="examples",
                     )
                     steps = gr.Slider(
                         0,
-                        self.limits.max_steps,
-                        value=self.limits.default_steps,
+                        limits.max_steps,
+                        value=min(limits.default_steps, limits.max_steps),
                         step=1,
                         label="Optimization steps (0 = encoder only)",
+                        info="More steps: closer to the photo, but slower "
+                        f"(at most {limits.max_steps}).",
                     )
                     align = gr.Checkbox(
-                        value=service.alignment_default(self.bundle),
-                        label="Align face (FFHQ-style)",
-                        info="Detect the largest face, crop it like the training faces, and paste "
-                        "results back into your photo. On by default for face models.",
+                        value=service.alignment_default(bundle),
+                        label="Align face",
+                        info=_align_info(bundle),
+                        interactive=_can_align(bundle),
                         elem_id="align",
                     )
+                    with gr.Accordion("Expert settings", open=False):
+                        expert = [
+                            gr.Number(
+                                value=getattr(service.ExpertSettings(), name),
+                                label=service.ExpertSettings.LABELS[name],
+                                info=f"Official default "
+                                f"{getattr(service.ExpertSettings(), name):g}; "
+                                f"accepted {lo:g} to {hi:g}.",
+                                minimum=lo,
+                                maximum=hi,
+                                elem_id=f"expert-{name.replace('_', '-')}",
+                            )
+                            for name, (lo, hi) in service.ExpertSettings.RANGES.items()
+                        ]
                     invert_btn = gr.Button("Invert", variant="primary", elem_id="invert-btn")
                     with gr.Row():
-                        seed = gr.Number(value=0, precision=0, label="Seed", min_width=80)
-                        sample_btn = gr.Button("Random sample", elem_id="sample-btn")
-                    if self.examples:
-                        gr.Examples(
-                            self.examples, inputs=[upload], label="Examples", cache_examples=False
+                        seed = gr.Number(
+                            value=0,
+                            precision=0,
+                            label="Seed",
+                            min_width=80,
+                            minimum=0,
+                            maximum=2**32 - 1,
                         )
+                        sample_btn = gr.Button("Random sample", elem_id="sample-btn")
                 with gr.Column(scale=2):
+                    status = gr.Markdown("", elem_id="status")
                     with gr.Row():
                         shown_input = gr.Image(
-                            label="Input (model resolution)",
-                            format="png",
+                            label="Input (as the model sees it)",
                             interactive=False,
-                            height=240,
+                            elem_id="input",
+                            elem_classes=["idinvert-result"],
                         )
                         shown_enc = gr.Image(
-                            label="Encoder start G(E(x))",
-                            format="png",
+                            label="Encoder only",
                             interactive=False,
-                            height=240,
+                            elem_id="encoder",
+                            elem_classes=["idinvert-result"],
                         )
                         shown_final = gr.Image(
                             label="In-domain inversion",
-                            format="png",
                             interactive=False,
-                            height=240,
                             elem_id="final",
+                            elem_classes=["idinvert-result"],
                         )
                     metrics = gr.Markdown(elem_classes=["idinvert-metrics"], elem_id="metrics")
                     curve = gr.LinePlot(
@@ -321,20 +610,26 @@ class DemoApp:
                         x="step",
                         y="loss",
                         color="term",
-                        title="Loss per step",
-                        height=220,
+                        title="Loss per optimization step",
+                        x_title="step",
+                        y_title="loss",
+                        color_title="loss term",
+                        height=260,
+                        elem_id="loss-curve",
                     )
-                    codes_file = gr.File(label="W+ codes (.npy)")
+                    codes_file = gr.File(label="W+ code (.npy, for the command line or Python)")
             with gr.Row():
                 edited = gr.Image(
-                    label="Edited", format="png", interactive=False, elem_id="edited", height=256
+                    label="Edited",
+                    interactive=False,
+                    elem_id="edited",
+                    elem_classes=["idinvert-result"],
                 )
                 full = gr.Image(
                     label="Pasted back into your photo (when aligned)",
-                    format="png",
                     interactive=False,
-                    height=256,
                     elem_id="full",
+                    elem_classes=["idinvert-wide"],
                 )
             outputs = [
                 shown_input,
@@ -347,79 +642,172 @@ class DemoApp:
                 edited,
                 full,
             ]
-            invert_btn.click(
-                guarded(self.invert), [upload, steps, align], outputs, api_name="invert"
+            tail = [model_dd, session] if model_dd is not None else [session]
+            upload.change(
+                guarded(self.check_upload),
+                [upload, *tail[:-1]],
+                [upload_note],
+                api_name="check_upload",
+                show_progress="hidden",
             )
-            sample_btn.click(guarded(self.sample), [seed], outputs, api_name="sample")
-            with gr.Tabs():
-                if self.boundaries:
-                    with gr.Tab("Quick edit", elem_id="tab-quick"):
-                        gr.Markdown(
-                            "Move along the model's semantic boundaries; only synthesis reruns."
-                        )
-                        sliders = [
-                            gr.Slider(
-                                -3,
-                                3,
-                                value=0,
-                                step=0.1,
-                                label=name,
-                                elem_id=f"quick-{name}",
-                                info=f"layers {b.layers or 'all'}",
-                            )
-                            for name, b in self.boundaries.items()
-                        ]
-
-                        def quick(session_value: dict | None, *strengths: float) -> tuple:
-                            return self.quick_edit(session_value, *strengths)
-
-                        quick_names = ["session", *(_identifier(n) for n in self.boundaries)]
-                        quick.__signature__ = inspect.Signature(
-                            [
-                                inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                                for n in quick_names
-                            ]
-                        )
-                        fn = guarded(quick)
-                        for s in sliders:
-                            s.change(
-                                fn,
-                                [session, *sliders],
-                                [edited, full],
-                                api_name=False,
-                                show_progress="hidden",
-                                # synthesis only (~20 ms): skip the queue, drop stale moves
-                                queue=False,
-                                trigger_mode="always_last",
-                            )
-                        gr.Button("Apply", visible=False).click(
-                            fn,
-                            [session, *sliders],
-                            [edited, full],
-                            api_name="quick_edit",
-                            queue=False,
-                        )
-                for op in self.operations.values():
-                    self._build_operation_tab(op, session)
-        blocks.queue(default_concurrency_limit=self.limits.concurrency, max_size=64)
+            examples.click(lambda sample: sample[0], [examples], [upload], api_name=False)
+            model_names = ["model", "session"] if model_dd is not None else ["session"]
+            invert_fn = _with_parameters(
+                guarded(self.invert),
+                [
+                    ("image", inspect.Parameter.empty),
+                    ("steps", inspect.Parameter.empty),
+                    ("align", False),
+                    ("learning_rate", None),
+                    ("perceptual_weight", None),
+                    ("domain_weight", None),
+                    *((n, None) for n in model_names),
+                ],
+            )
+            sample_fn = _with_parameters(
+                guarded(self.sample),
+                [("seed", inspect.Parameter.empty), *((n, None) for n in model_names)],
+            )
+            invert_event = invert_btn.click(
+                invert_fn,
+                [upload, steps, align, *expert, *tail],
+                outputs,
+                api_name="invert",
+                show_progress="minimal",
+                show_progress_on=[status],
+            )
+            sample_event = sample_btn.click(
+                sample_fn,
+                [seed, *tail],
+                outputs,
+                api_name="sample",
+                show_progress="minimal",
+                show_progress_on=[status],
+            )
+            quick_note, sliders = self._build_quick_tab(entry, session, edited, full)
+            for event in (invert_event, sample_event):
+                event.success(lambda: ("", QUICK_READY), None, [status, quick_note], api_name=False)
+            controls = []
+            for op in self.operations.values():
+                controls.extend(self._build_operation_tab(op, entry.bundle, session))
+            if model_dd is not None:
+                model_dd.change(
+                    guarded(self.select_model),
+                    [model_dd, session],
+                    [info, *outputs, examples, align, quick_note, *sliders, *controls],
+                    api_name="select_model",
+                    show_progress="minimal",
+                    show_progress_on=[info],
+                )
+            blocks.unload(self._sweep_on_unload)
+        blocks.queue(default_concurrency_limit=limits.concurrency, max_size=64)
         return blocks
 
-    def _build_operation_tab(self, op: EditOperation, session: gr.State) -> None:
+    def _build_quick_tab(
+        self, entry: service.ModelEntry, session: gr.State, edited: gr.Image, full: gr.Image
+    ) -> tuple[gr.Markdown, list[gr.Slider]]:
+        names = list(entry.boundaries)
+        self.n_sliders = max(MULTI_MODEL_SLIDERS, len(names)) if self.multi else len(names)
+        with gr.Tab("Quick edit", elem_id="tab-quick", visible=bool(self.n_sliders)):
+            gr.Markdown(
+                "Move the code along the model's semantic boundaries (e.g. smile, age); only "
+                "the image synthesis reruns, so the result follows the slider."
+            )
+            quick_note = gr.Markdown(QUICK_EMPTY, elem_id="quick-note")
+            sliders = []
+            for i in range(self.n_sliders):
+                name = names[i] if i < len(names) else f"slot{i}"
+                b = entry.boundaries.get(name)
+                sliders.append(
+                    gr.Slider(
+                        -3,
+                        3,
+                        value=0,
+                        step=0.1,
+                        label=name.replace("_", " "),
+                        elem_id=f"quick-{name}" if b is not None else f"quick-slot{i}",
+                        info=f"layers {b.layers or 'all'}" if b is not None else "",
+                        visible=b is not None,
+                    )
+                )
+        if not sliders:
+            return quick_note, sliders
+
+        def quick(session_value: dict | None, *strengths: float) -> tuple:
+            return self.quick_edit(session_value, *strengths)
+
+        def quick_ui(session_value: dict | None, *strengths: float) -> tuple:
+            return self.quick_edit_ui(session_value, *strengths)
+
+        quick_names = ["session"] + (
+            [_identifier(n) for n in names]
+            if not self.multi
+            else [f"strength_{i + 1}" for i in range(self.n_sliders)]
+        )
+        quick.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in quick_names]
+        )
+        for s in sliders:
+            s.change(
+                quick_ui,
+                [session, *sliders],
+                [edited, full, quick_note],
+                api_name=False,
+                show_progress="hidden",
+                # synthesis only (~20 ms): skip the queue, drop stale moves; never raises
+                queue=False,
+                trigger_mode="always_last",
+            )
+        gr.Button("Apply", visible=False).click(
+            guarded(quick),
+            [session, *sliders],
+            [edited, full],
+            api_name="quick_edit",
+            queue=False,
+        )
+        return quick_note, sliders
+
+    def _build_operation_tab(
+        self, op: EditOperation, bundle: ModelBundle, session: gr.State
+    ) -> list[gr.components.Component]:
+        words = service.operation_words(op)
         with gr.Tab(op.title, elem_id=f"tab-{op.name}"):
-            gr.Markdown(op.description + (f"  \n*Plugin: {op.plugin}*" if op.plugin else ""))
+            gr.Markdown(
+                service.web_message(op.description, words)
+                + (f"  \n*Plugin: {op.plugin}*" if op.plugin else "")
+            )
             source = service.INPUT_SOURCES[op.inputs]
-            if source.note:
-                gr.Markdown(source.note)
+            gr.Markdown(
+                "Works on the code of the photo inverted above (or of a random sample): "
+                "invert or sample first." + (f" {source.note}" if source.note else ""),
+                elem_classes=["idinvert-note"],
+            )
             extra = [
                 gr.File(file_count="multiple", file_types=["image"], label=upload.label)
                 if upload.multiple
-                else photo_input(label=upload.label)
+                else photo_input(label=upload.label, height=DISPLAY_SIZE)
                 for _, upload in source.uploads
             ]
-            controls = controls_for(op, self.bundle)
+            if any(upload.multiple for _, upload in source.uploads):
+                gr.Markdown(
+                    f"At most {self.limits.max_contexts} images.", elem_classes=["idinvert-note"]
+                )
+            controls = controls_for(op, bundle, self.limits)
             run_btn = gr.Button(f"Run {op.title}", variant="primary", elem_id=f"run-{op.name}")
-            gallery = gr.Gallery(label="Result", columns=7, height="auto", format="png")
-            animation = gr.Image(label="Animation / grid", format="png", interactive=False)
+            gallery = gr.Gallery(
+                label="Result",
+                columns=7,
+                height="auto",
+                object_fit="contain",
+                elem_id=f"gallery-{op.name}",
+            )
+            animation = gr.Image(
+                label="Animation" if op.layout is Layout.SEQUENCES else "Result grid",
+                interactive=False,
+                visible=op.layout is not Layout.BATCH,
+                elem_classes=["idinvert-wide"],
+                height=320,
+            )
             codes = gr.File(label="Edited codes (.npy)")
             n_extra = len(extra)
 
@@ -430,6 +818,7 @@ class DemoApp:
                     op, session_value, list(values[:n_extra]), list(values[n_extra:]), progress
                 )
 
+            handler.__name__ = f"edit {op.name}"
             uploads = [name for name, _ in source.uploads]
             _name_parameters(handler, ["session", *uploads, *(p.name for p in op.params)])
             run_btn.click(
@@ -437,7 +826,48 @@ class DemoApp:
                 [session, *extra, *controls],
                 [gallery, animation, codes],
                 api_name=service.endpoint_name(op),
+                show_progress_on=[gallery],
             )
+        return controls
+
+
+QUICK_EMPTY = _note(
+    [
+        "Nothing to edit yet: invert a photo or draw a random sample first; the sliders then move "
+        "its code."
+    ]
+)
+QUICK_READY = _note(["Move a slider: the edited image updates below."])
+
+
+def _can_align(bundle: ModelBundle) -> bool:
+    from idinvert.core.alignment import is_available
+
+    return bundle.config.image.alignment == "ffhq" and is_available()
+
+
+def _align_info(bundle: ModelBundle) -> str:
+    from idinvert.core.alignment import is_available
+
+    if bundle.config.image.alignment != "ffhq":
+        return "Not needed: this model's images are not aligned face crops."
+    if not is_available():
+        return "Face detection is not installed on this server; the whole image is used."
+    return (
+        "On: the largest face is found and cropped like the model's training faces; results "
+        "are pasted back into your photo."
+    )
+
+
+def _with_parameters(fn: Any, params: list[tuple[str, Any]]) -> Any:
+    """``fn`` with an explicit signature (names and defaults the API shows)."""
+    fn.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d)
+            for n, d in params
+        ]
+    )
+    return fn
 
 
 def _identifier(name: str) -> str:
@@ -454,14 +884,114 @@ def _name_parameters(fn: Any, names: list[str]) -> None:
     fn.__signature__ = inspect.Signature(params)
 
 
+#: Loss terms plotted, in legend order.
+LOSS_TERMS = ("total", "pixel", "perceptual", "domain")
+
+
+def _extend_history(history: dict[str, list[float]], info: StepInfo) -> None:
+    """Append the first image's losses of a step (``info.step`` is 1-based)."""
+    for term in LOSS_TERMS:
+        if term in info.losses:
+            values = history.setdefault(term, [])
+            values.extend([float("nan")] * (info.step - 1 - len(values)))
+            values.append(float(np.asarray(info.losses[term]).reshape(-1)[0]))
+
+
+def _loss_frame_lists(history: dict[str, list[float]]) -> pd.DataFrame:
+    return _loss_frame({k: np.asarray(v, dtype=np.float64)[:, None] for k, v in history.items()})
+
+
 def _loss_frame(history: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Per-step losses of the first image as a long table (step, loss, term)."""
-    rows = []
-    for term in ("total", "pixel", "domain"):
-        if term in history and len(history[term]):
-            for step, value in enumerate(history[term][:, 0]):
-                rows.append({"step": step, "loss": float(value), "term": term})
-    return pd.DataFrame(rows, columns=["step", "loss", "term"])
+    """Per-step losses of the first image as a long table (step: int, loss: float, term);
+    terms that are zero throughout (switched off) are left out. Numeric dtypes even when
+    empty, so the plot's step axis is numeric."""
+    steps: list[int] = []
+    losses: list[float] = []
+    terms: list[str] = []
+    for term in LOSS_TERMS:
+        values = np.asarray(history.get(term, []), dtype=np.float64)
+        if values.size == 0:
+            continue
+        column = values[:, 0] if values.ndim == 2 else values
+        if not np.any(np.nan_to_num(column)):
+            continue
+        for step, value in enumerate(column):
+            if np.isfinite(value):
+                steps.append(step)
+                losses.append(float(value))
+                terms.append(term)
+    return pd.DataFrame(
+        {
+            "step": pd.Series(steps, dtype="int64"),
+            "loss": pd.Series(losses, dtype="float64"),
+            "term": pd.Series(terms, dtype="object"),
+        }
+    )
+
+
+def _metrics_line(out: service.InversionOutput, steps: int) -> str:
+    line = (
+        f"**Encoder** MSE {out.mse_encoder:.4f}"
+        + (f", LPIPS {out.lpips_encoder:.3f}" if out.lpips_encoder is not None else "")
+        + f" · **In-domain inversion** ({steps} steps, {out.seconds:.1f} s)"
+        + f" MSE {out.mse:.4f}"
+        + (f", LPIPS {out.lpips:.3f}" if out.lpips is not None else " (LPIPS: not available)")
+    )
+    if steps and out.history:
+        finals = []
+        for term in LOSS_TERMS:
+            values = np.asarray(out.history.get(term, []))
+            if values.size and np.any(values):
+                finals.append(f"{term} {float(values.reshape(len(values), -1)[-1, 0]):.4g}")
+        if finals:
+            line += "  \nFinal losses: " + ", ".join(finals)
+    return line
+
+
+def _prepare_entry(lpips_loader: Any, examples: list[str] | None) -> Any:
+    def prepare(entry: service.ModelEntry, bundle: ModelBundle) -> None:
+        entry.boundaries = {
+            name: load_boundary(p) for name, p in model_boundaries(bundle.path).items()
+        }
+        if examples is not None:
+            entry.examples = list(examples)
+        else:
+            from idinvert.demo.examples import example_images
+
+            entry.examples = example_images(bundle)
+        entry.lpips = lpips_loader(bundle)
+
+    return prepare
+
+
+def _load_lpips(bundle: ModelBundle) -> Any:
+    try:
+        from idinvert.hub.lpips_weights import load_lpips
+
+        return load_lpips(bundle.device)
+    except ImportError:
+        return None
+
+
+def model_entries(model_ref: str | None = None) -> list[tuple[str, str | None]]:
+    """The models to offer: ``IDINVERT_MODELS`` (``label=ref,...``) when set — ``model_ref``,
+    when given and not among them, comes first — else the one ``model_ref``
+    (or ``IDINVERT_MODEL``, or the bundled model)."""
+    spec = os.environ.get("IDINVERT_MODELS", "").strip()
+    if spec:
+        entries = service.parse_models(spec)
+        if model_ref:
+            known = {ref: label for label, ref in entries}
+            if model_ref in known:
+                label = known[model_ref]
+                entries.sort(key=lambda e: e[0] != label)
+            elif model_ref not in {label for label, _ in entries}:
+                entries.insert(0, (Path(str(model_ref).rstrip("/")).name or model_ref, model_ref))
+            else:
+                entries.sort(key=lambda e: e[0] != model_ref)
+        return entries
+    ref = model_ref or os.environ.get("IDINVERT_MODEL") or None
+    return [(None, ref)]  # type: ignore[list-item] - labelled after loading
 
 
 def build_demo(
@@ -470,28 +1000,41 @@ def build_demo(
     limits: service.DemoLimits | None = None,
     examples: list[str] | None = None,
 ) -> gr.Blocks:
-    """Load the model and plugins once and build the app (not launched)."""
+    """Load the default model and the plugins once and build the app (not launched).
+
+    With ``IDINVERT_MODELS`` set, the page gets a model selector; the other models are loaded
+    the first time they are chosen."""
     from idinvert.core.plugins import edit_operations, plugin_errors
     from idinvert.hub.api import load_model
 
-    bundle = load_model(model_ref or os.environ.get("IDINVERT_MODEL") or None, device)
+    entries = model_entries(model_ref)
+    if entries[0][0] is None:  # one model: its label is its name
+        bundle = load_model(entries[0][1], device)
+        label = bundle.config.name or Path(str(bundle.path)).name
+        catalog = service.ModelCatalog(
+            [(label, entries[0][1])],
+            lambda _ref: bundle,
+            _prepare_entry(_load_lpips, examples),
+        )
+    else:
+        catalog = service.ModelCatalog(
+            entries,
+            lambda ref: load_model(ref, device),
+            _prepare_entry(_load_lpips, examples),
+        )
     operations = edit_operations()
     problems = [str(e) for e in plugin_errors()]
-    try:
-        from idinvert.hub.lpips_weights import load_lpips
-
-        lpips_metric = load_lpips(bundle.device)
-    except ImportError:
-        lpips_metric = None
-    if examples is None:
-        from idinvert.demo.examples import example_images
-
-        examples = example_images(bundle)
-    app = DemoApp(bundle, operations, limits, examples, lpips_metric, problems)
+    app = DemoApp(catalog, operations, limits, problems)
     return app.build()
 
 
 def launch_kwargs(limits: service.DemoLimits | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``Blocks.launch`` enforcing the upload cap."""
+    """Keyword arguments for ``Blocks.launch``: the upload cap, the number of sessions kept,
+    the style sheet."""
     limits = limits or service.DemoLimits()
-    return {"max_file_size": f"{limits.max_upload_mb}mb", "css": CSS, "show_error": True}
+    return {
+        "max_file_size": f"{limits.max_upload_mb}mb",
+        "css": CSS,
+        "show_error": True,
+        "state_session_capacity": limits.max_sessions,
+    }

@@ -1,29 +1,71 @@
 """Gradio controls generated from an edit operation's declared parameters.
 
-One :class:`~idinvert.core.edit.Param` → one component (slider, checkbox, dropdown, layer
-picker, ...), and back: :func:`values_from_controls` turns the components' values into the
-``params`` dict that :func:`idinvert.core.edit.run_edit` validates.
+One :class:`~idinvert.core.edit.Param` → one component (slider, number box, checkbox,
+dropdown, layer picker, ...), and back: :func:`values_from_controls` turns the components'
+values into the ``params`` dict that :func:`idinvert.core.edit.run_edit` validates.
+
+Numeric ranges are the declared ones clipped by the server's caps
+(:func:`idinvert.demo.service.param_bounds`); a bounded number becomes a slider unless a slider
+cannot set it usefully (an expert value such as a learning rate or a loss weight, whose range
+spans orders of magnitude around a small default): those get a number box with the same range.
+Help texts are rewritten for a web visitor (:func:`idinvert.demo.service.web_message`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import gradio as gr
 
 from idinvert.core.edit import EditOperation, Param, ParamType
 from idinvert.core.modeldir import ModelBundle
+from idinvert.demo import service
 
 
-def control_for(param: Param, bundle: ModelBundle) -> gr.components.Component:
-    """Build the component for one parameter, with the model's defaults and bounds."""
+def is_expert_number(param: Param, lo: float | None, hi: float | None, default: Any) -> bool:
+    """A float a linear slider cannot set usefully: a positive range spanning three or more
+    orders of magnitude, or a non-zero default below 1 % of the range."""
+    if param.type is not ParamType.FLOAT or lo is None or hi is None or hi <= lo:
+        return False
+    if lo > 0 and hi / lo >= 1e3:
+        return True
+    return default not in (None, 0) and abs(float(default)) < (hi - lo) / 100
+
+
+def _numeric(param: Param, bundle: ModelBundle, limits: service.DemoLimits) -> tuple:
+    """``(lo, hi, default)`` of a number: capped bounds, the default clipped into them."""
+    lo, hi = service.param_bounds(param, bundle, limits)
+    default = param.default_for(bundle)
+    if default is not None and hi is not None and default > hi:
+        default = hi
+    return lo, hi, default
+
+
+def _info(param: Param, bundle: ModelBundle, words: dict[str, str]) -> str:
+    if param.type is ParamType.BOUNDARY:
+        return "Which attribute to change: one of the model's semantic boundaries."
+    text = service.web_message(param.help, words)
+    if param.default_help:
+        text += f" Default: {service.web_message(param.default_help, words)}."
+    return text
+
+
+def control_for(
+    param: Param,
+    bundle: ModelBundle,
+    limits: service.DemoLimits | None = None,
+    words: dict[str, str] | None = None,
+) -> gr.components.Component:
+    """Build the component for one parameter, with the model's defaults and capped bounds."""
+    limits = limits or service.DemoLimits()
     label = param.display_label
-    info = param.help + (f" Default: {param.default_help}." if param.default_help else "")
+    info = _info(param, bundle, words or {})
     default = param.default_for(bundle)
     t = param.type
     if t in (ParamType.INT, ParamType.FLOAT):
-        lo, hi = param.bounds_for(bundle)
-        if lo is not None and hi is not None:
+        lo, hi, default = _numeric(param, bundle, limits)
+        if lo is not None and hi is not None and not is_expert_number(param, lo, hi, default):
             step = param.step or (1 if t is ParamType.INT else (hi - lo) / 100)
             return gr.Slider(
                 lo,
@@ -33,8 +75,14 @@ def control_for(param: Param, bundle: ModelBundle) -> gr.components.Component:
                 label=label,
                 info=info,
             )
+        bounds = f" Accepted: {lo:g} to {hi:g}." if lo is not None and hi is not None else ""
         return gr.Number(
-            value=default, label=label, info=info, precision=0 if t is ParamType.INT else None
+            value=default,
+            label=label,
+            info=info + bounds,
+            minimum=lo,
+            maximum=hi,
+            precision=0 if t is ParamType.INT else None,
         )
     if t is ParamType.BOOL:
         return gr.Checkbox(value=bool(default), label=label, info=info)
@@ -43,7 +91,7 @@ def control_for(param: Param, bundle: ModelBundle) -> gr.components.Component:
     if t is ParamType.LAYERS:
         choices = [str(i) for i in range(bundle.num_layers)]
         value = [str(i) for i in default] if default else []
-        hint = " Leave empty for the default." if default is None else ""
+        hint = " Leave all unticked for the default." if default is None else ""
         return gr.CheckboxGroup(choices, value=value, label=label, info=info + hint)
     if t is ParamType.BOUNDARY:
         choices = param.choices_for(bundle)
@@ -51,15 +99,37 @@ def control_for(param: Param, bundle: ModelBundle) -> gr.components.Component:
             choices,
             value=choices[0] if choices else None,
             label=label,
-            info=info,
+            info=info if choices else "This model has no semantic boundaries.",
             interactive=bool(choices),
         )
     return gr.Textbox(value=default or "", label=label, info=info)
 
 
-def controls_for(op: EditOperation, bundle: ModelBundle) -> list[gr.components.Component]:
+def update_for(param: Param, bundle: ModelBundle, limits: service.DemoLimits) -> Any:
+    """A ``gr.update`` moving an existing control to another model (ranges, defaults,
+    choices); same kind of component as :func:`control_for` built."""
+    default = param.default_for(bundle)
+    t = param.type
+    if t in (ParamType.INT, ParamType.FLOAT):
+        lo, hi, default = _numeric(param, bundle, limits)
+        return gr.update(minimum=lo, maximum=hi, value=default if default is not None else lo)
+    if t is ParamType.LAYERS:
+        choices = [str(i) for i in range(bundle.num_layers)]
+        return gr.update(choices=choices, value=[str(i) for i in default] if default else [])
+    if t is ParamType.BOUNDARY:
+        choices = param.choices_for(bundle)
+        return gr.update(
+            choices=choices, value=choices[0] if choices else None, interactive=bool(choices)
+        )
+    return gr.update(value=default)
+
+
+def controls_for(
+    op: EditOperation, bundle: ModelBundle, limits: service.DemoLimits | None = None
+) -> list[gr.components.Component]:
     """Components for every parameter of ``op`` in declaration order."""
-    return [control_for(p, bundle) for p in op.params]
+    words = service.operation_words(op)
+    return [control_for(p, bundle, limits, words) for p in op.params]
 
 
 def values_from_controls(op: EditOperation, values: list[Any]) -> dict[str, Any]:
@@ -76,6 +146,7 @@ def values_from_controls(op: EditOperation, values: list[Any]) -> dict[str, Any]
         ):
             v = None
         elif p.type is ParamType.INT and v is not None:
-            v = int(round(float(v)))
+            with contextlib.suppress(TypeError, ValueError, OverflowError):
+                v = int(round(float(v)))  # else run_edit names the parameter and the problem
         params[p.name] = v
     return params

@@ -10,10 +10,16 @@ Session state is a plain dict (Gradio keeps one per browser session)::
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,11 +30,14 @@ from idinvert.core.edit import (
     EditResult,
     InputKind,
     Layout,
+    Param,
+    ParamType,
     SlotType,
     run_edit,
     synthesize_result,
 )
 from idinvert.core.editing import manipulate
+from idinvert.core.errors import IdinvertError
 from idinvert.core.images import load_image, resize_to_model, to_tensor, to_uint8
 from idinvert.core.inversion import InversionSettings, StepCallback, invert, synthesize
 from idinvert.core.modeldir import ModelBundle
@@ -47,6 +56,11 @@ class DemoLimits:
         max_pixels: largest decoded image (width × height).
         max_contexts: most context images for diffusion.
         concurrency: inversions/edits running at once (the queue holds the rest).
+        max_sessions: browser/API sessions whose state is kept in memory (the oldest is
+            dropped beyond that).
+        session_ttl_s: a session's state and result files are released this long after its
+            last action (or when its browser tab closes).
+        max_result_images: most images one edit may render (frames × items).
     """
 
     max_steps: int = 300
@@ -55,6 +69,9 @@ class DemoLimits:
     max_pixels: int = 25_000_000
     max_contexts: int = 4
     concurrency: int = 2
+    max_sessions: int = 200
+    session_ttl_s: int = 3600
+    max_result_images: int = 64
 
 
 class DemoError(ValueError):
@@ -66,16 +83,96 @@ PASTE_BACK_MAX_SIDE = 2048
 
 
 def load_upload(path: str | Path | None, limits: DemoLimits, what: str = "image") -> np.ndarray:
-    """Validate an uploaded file → ``uint8 [H, W, 3]`` (EXIF applied, any mode → RGB)."""
+    """Validate an uploaded file → ``uint8 [H, W, 3]`` (EXIF applied, any mode → RGB).
+
+    Raises:
+        DemoError: no file, too large, too many pixels, not an image; the message names
+            ``what`` (never the server's path).
+    """
     if path is None or str(path) == "":
-        raise DemoError(f"no {what}: upload a photo, take one with the webcam, or pick an example")
-    image = load_image(path)
+        raise DemoError(
+            f"no {what} yet: upload a photo, take one with the webcam, or pick an example"
+        )
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > limits.max_upload_mb * 2**20:
+        raise DemoError(
+            f"the {what} is {path.stat().st_size / 2**20:.0f} MB; this demo accepts files up to "
+            f"{limits.max_upload_mb} MB"
+        )
+    try:
+        image = load_image(path)
+    except IdinvertError as exc:
+        raise DemoError(f"the {what}: {_without_name(str(exc), path)}") from None
     h, w = image.shape[:2]
     if h * w > limits.max_pixels:
         raise DemoError(
-            f"{what} is {w}×{h}; this demo accepts up to {limits.max_pixels / 1e6:.0f} MP"
+            f"the {what} is {w}×{h} pixels; this demo accepts up to "
+            f"{limits.max_pixels / 1e6:.0f} MP (megapixels)"
         )
     return image
+
+
+def _without_name(message: str, path: Path) -> str:
+    """A core message ``"<path>: what is wrong"`` → ``"what is wrong"``."""
+    for prefix in (f"{path}: ", f"{path.name}: "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return web_message(message)
+
+
+def upload_notes(path: str | Path | None, limits: DemoLimits, resolution: int) -> list[str]:
+    """What a visitor should know about an upload, checked as it arrives.
+
+    Returns:
+        notes (a GIF uses its first frame; a small image is upscaled; a non-square one is
+        stretched); empty when there is nothing to say.
+
+    Raises:
+        DemoError: the upload cannot be used (see :func:`load_upload`); checked without decoding
+            the whole image where possible.
+    """
+    if path is None or str(path) == "":
+        return []
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DemoError("the upload did not arrive; please try again")
+    if path.stat().st_size > limits.max_upload_mb * 2**20:
+        raise DemoError(
+            f"the file is {path.stat().st_size / 2**20:.0f} MB; this demo accepts files up to "
+            f"{limits.max_upload_mb} MB"
+        )
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            frames = getattr(img, "n_frames", 1)
+            fmt = img.format or ""
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        load_upload(path, limits, "file")  # raises the specific message
+        return []
+    if w * h > limits.max_pixels:
+        raise DemoError(
+            f"the image is {w}×{h} pixels; this demo accepts up to "
+            f"{limits.max_pixels / 1e6:.0f} MP (megapixels)"
+        )
+    notes = []
+    if fmt == "GIF" or frames > 1:
+        notes.append(
+            f"This {fmt or 'image'} has {frames} frames: the first frame is used."
+            if frames > 1
+            else "A GIF: its first frame is used."
+        )
+    if min(w, h) < resolution:
+        notes.append(
+            f"The image is small ({w}×{h}): it is upscaled to the model's {resolution}×"
+            f"{resolution} pixels, so expect a blurry result."
+        )
+    if w != h and max(w, h) > 1.25 * min(w, h):
+        notes.append(
+            f"The image is not square ({w}×{h}): it is stretched to {resolution}×{resolution}."
+        )
+    return notes
 
 
 def prepare_image(
@@ -137,6 +234,45 @@ def check_steps(steps: float | int | None, limits: DemoLimits) -> int:
     return steps_int
 
 
+@dataclass(frozen=True)
+class ExpertSettings:
+    """The inversion's expert settings (official defaults) and the ranges the demo accepts."""
+
+    learning_rate: float = 0.01
+    perceptual_weight: float = 5e-5
+    domain_weight: float = 2.0
+
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "learning_rate": (1e-5, 1.0),
+        "perceptual_weight": (0.0, 1.0),
+        "domain_weight": (0.0, 100.0),
+    }
+    LABELS: ClassVar[dict[str, str]] = {
+        "learning_rate": "Learning rate",
+        "perceptual_weight": "Perceptual (VGG) loss weight",
+        "domain_weight": "Domain (encoder) loss weight",
+    }
+
+    @classmethod
+    def checked(cls, **values: Any) -> ExpertSettings:
+        """Settings from user values (``None`` = default), each checked against its range."""
+        out = {}
+        for name, (lo, hi) in cls.RANGES.items():
+            value = values.get(name)
+            if value is None or value == "":
+                continue
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise DemoError(f"{cls.LABELS[name]}: expected a number, got {value!r}") from None
+            if not (np.isfinite(value) and lo <= value <= hi):
+                raise DemoError(
+                    f"{cls.LABELS[name]} must be between {lo:g} and {hi:g}, got {value:g}"
+                )
+            out[name] = value
+        return cls(**out)
+
+
 @dataclass
 class InversionOutput:
     """What the invert action shows: images uint8 ``[R, R, 3]``, metrics and the loss curve."""
@@ -161,9 +297,17 @@ def invert_image(
     steps: int,
     callback: StepCallback | None = None,
     lpips_metric: Any = None,
+    expert: ExpertSettings | None = None,
 ) -> InversionOutput:
-    """In-domain inversion of one ``uint8 [R, R, 3]`` image with the official objective."""
-    settings = InversionSettings(steps=steps)
+    """In-domain inversion of one ``uint8 [R, R, 3]`` image with the official objective
+    (``expert`` overrides its learning rate and loss weights)."""
+    expert = expert or ExpertSettings()
+    settings = InversionSettings(
+        steps=steps,
+        learning_rate=expert.learning_rate,
+        perceptual_weight=expert.perceptual_weight,
+        domain_weight=expert.domain_weight,
+    )
     if steps > 0 and bundle.perceptual is None:
         settings = settings.with_(perceptual_weight=0.0)
     x = to_tensor(image)
@@ -199,9 +343,17 @@ def sample_code(bundle: ModelBundle, seed: int) -> tuple[np.ndarray, np.ndarray]
     return wp.numpy(), to_uint8(synthesize(bundle, wp))[0]
 
 
+#: What every edit says when there is no code yet.
+NEED_CODE = (
+    "Nothing to edit yet: invert a photo or draw a random sample first (the buttons on the "
+    "left); edits then work on its code."
+)
+
+
 def require_codes(session: Session | None) -> np.ndarray:
+    """The session's codes ``[1, L, D]``, or a :class:`DemoError` saying what to do first."""
     if not session or session.get("codes") is None:
-        raise DemoError("invert a photo or draw a random sample first")
+        raise DemoError(NEED_CODE)
     return np.asarray(session["codes"], dtype=np.float32)
 
 
@@ -304,7 +456,7 @@ def gather_inputs(
     for slot, how in source.slots.items():
         if how == SESSION and slot in image_slots:
             if not session or session.get("image") is None:
-                raise DemoError("upload and invert a target photo first (its crop is pasted)")
+                raise DemoError(NEED_CODE)
             inputs[slot] = np.asarray(session["image"])[None]
         elif how == SESSION:
             inputs[slot] = require_codes(session)
@@ -313,7 +465,10 @@ def gather_inputs(
             if not paths:
                 raise DemoError(f"add at least one {how.what}")
             if len(paths) > limits.max_contexts:
-                raise DemoError(f"at most {limits.max_contexts} {how.what}s")
+                raise DemoError(
+                    f"{len(paths)} {how.what}s given; this demo takes at most "
+                    f"{limits.max_contexts} {how.what}s"
+                )
             inputs[slot] = np.stack([prepare_image(bundle, p, limits, how.what) for p in paths])
         elif isinstance(how, Upload):
             inputs[slot] = invert_photo(prepare_image(bundle, uploaded[slot], limits, how.what))
@@ -337,25 +492,311 @@ def run_operation(
     inputs: dict[str, np.ndarray],
     params: dict[str, Any],
     progress: Any = None,
+    limits: DemoLimits | None = None,
 ) -> tuple[EditResult, np.ndarray]:
-    """Run an edit operation and render its codes → (result, uint8 ``[..., R, R, 3]``)."""
+    """Run an edit operation and render its codes → (result, uint8 ``[..., R, R, 3]``);
+    with ``limits``, a result of more than ``max_result_images`` images is refused before
+    rendering."""
     result = run_edit(op, bundle, EditInputs(inputs), params, progress=progress)
+    if limits is not None:
+        check_result_size(result, limits)
     return result, synthesize_result(bundle, result)
 
 
 def result_frames(result: EditResult, images: np.ndarray) -> list[tuple[np.ndarray, str]]:
-    """Flatten rendered results into (image, caption) pairs for a gallery."""
+    """Flatten rendered results into (image, caption) pairs for a gallery; captions in words
+    (``"frame 2 of 7"``, ``"result 1 of 2"``, ``"style 1 × content 1"``)."""
     frames = []
     if result.layout is Layout.BATCH:
-        for name, img in zip(result.item_names(), images, strict=True):
-            frames.append((img, name))
+        n = len(images)
+        for i, img in enumerate(images):
+            frames.append((img, f"result {i + 1} of {n}" if n > 1 else "result"))
     elif result.layout is Layout.SEQUENCES:
-        for name, seq in zip(result.item_names(), images, strict=True):
+        n = len(images)
+        for i, seq in enumerate(images):
+            prefix = f"image {i + 1}, " if n > 1 else ""
             for s, img in enumerate(seq):
-                frames.append((img, f"{name} · {s}"))
+                frames.append((img, f"{prefix}frame {s + 1} of {len(seq)}"))
     else:
-        cols = result.column_item_names()
-        for rname, row in zip(result.item_names(), images, strict=True):
-            for cname, img in zip(cols, row, strict=True):
-                frames.append((img, f"style {rname} × content {cname}"))
+        for r, row in enumerate(images):
+            for c, img in enumerate(row):
+                frames.append((img, f"style {r + 1} × content {c + 1}"))
     return frames
+
+
+# --------------------------------------------------------------------------- caps on operations
+
+#: Integer parameters with these names count optimisation steps or frames: the server's
+#: ``max_steps`` caps them, whatever range the plugin declares.
+STEP_PARAM_NAMES = frozenset({"steps", "num_steps", "n_steps", "iterations", "iters"})
+
+
+def param_bounds(
+    param: Param, bundle: ModelBundle, limits: DemoLimits
+) -> tuple[float | int | None, float | int | None]:
+    """A parameter's declared range for ``bundle``, clipped by the server's caps."""
+    lo, hi = param.bounds_for(bundle)
+    if param.type is ParamType.INT and param.name in STEP_PARAM_NAMES:
+        cap = limits.max_steps if lo is None else max(limits.max_steps, int(lo))
+        hi = cap if hi is None else min(hi, cap)
+    return lo, hi
+
+
+def check_params(
+    op: EditOperation, params: dict[str, Any], bundle: ModelBundle, limits: DemoLimits
+) -> None:
+    """Every numeric value within its capped range (:func:`param_bounds`).
+
+    Raises:
+        DemoError: naming the control in words and the accepted range.
+    """
+    for p in op.params:
+        value = params.get(p.name)
+        if p.type not in (ParamType.INT, ParamType.FLOAT) or value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise DemoError(f"{p.display_label}: expected a number, got {value!r}") from None
+        lo, hi = param_bounds(p, bundle, limits)
+        if (
+            not np.isfinite(number)
+            or (lo is not None and number < lo)
+            or (hi is not None and number > hi)
+        ):
+            lo_s = "−∞" if lo is None else f"{lo:g}"
+            hi_s = "∞" if hi is None else f"{hi:g}"
+            raise DemoError(
+                f"{p.display_label} must be between {lo_s} and {hi_s} on this demo, got {value}"
+            )
+
+
+def check_result_size(result: EditResult, limits: DemoLimits) -> None:
+    """Refuse to render more than ``max_result_images`` images for one edit."""
+    count = int(np.prod(result.codes.shape[:-2]))
+    if count > limits.max_result_images:
+        raise DemoError(
+            f"this edit would render {count} images; this demo renders at most "
+            f"{limits.max_result_images} at once (use fewer steps or fewer images)"
+        )
+
+
+# --------------------------------------------------------------------------- messages
+
+_COMMAND_HINT = re.compile(r"\s*\((?:[^()]*?)(?:idinvert |--)[^()]*\)")
+_NO_FLAG = re.compile(r"pass --no-align")
+_FLAG = re.compile(r"`?--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)`?")
+_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
+def web_message(text: str, words: dict[str, str] | None = None) -> str:
+    """A message or help text written for the command line → words for a web visitor.
+
+    Command hints in parentheses are dropped, ``--name`` becomes the control's name in words
+    (``words`` maps a name to its label, else the name with spaces), server paths become
+    bare file names.
+    """
+    words = words or {}
+    text = _COMMAND_HINT.sub("", text)
+    text = _NO_FLAG.sub('untick "Align face"', text)
+
+    def flag(m: re.Match[str]) -> str:
+        name = m.group(1).replace("-", "_")
+        return words.get(name, f"“{name.replace('_', ' ')}”")
+
+    text = _FLAG.sub(flag, text)
+    return _PATH.sub(r"\1", text)
+
+
+def operation_words(op: EditOperation) -> dict[str, str]:
+    """Parameter and input-slot names of ``op`` → how the demo's tab calls them."""
+    words = {p.name: f"“{p.display_label}”" for p in op.params}
+    for slot, how in INPUT_SOURCES[op.inputs].slots.items():
+        words[slot] = "your photo" if how == SESSION else f"the {how.what}"
+    return words
+
+
+def edit_message(op: EditOperation, exc: Exception) -> str:
+    """An error from running ``op`` in words for the web (parameter labels, no flags)."""
+    from idinvert.core.edit import InputError, ParamError
+
+    words = operation_words(op)
+    if isinstance(exc, ParamError):
+        label = words.get(exc.param, exc.param).strip("“”")
+        return f"{label}: {web_message(exc.message, words)}"
+    if isinstance(exc, InputError):
+        return f"{words.get(exc.slot, exc.slot)}: {web_message(exc.message, words)}"
+    return web_message(str(exc), words)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass
+class ModelEntry:
+    """One selectable model: loaded on first use, then kept.
+
+    Attributes:
+        label: the name shown in the selector.
+        ref: the model reference (built-in name, directory, ``owner/name@rev``; ``None`` =
+            the bundled model).
+    """
+
+    label: str
+    ref: str | None
+    bundle: ModelBundle | None = None
+    boundaries: dict[str, Any] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+    lpips: Any = None
+
+
+def parse_models(spec: str) -> list[tuple[str, str | None]]:
+    """``"ffhq256=owner/a@rev,tower256=owner/b@rev,faces64"`` → ``[(label, ref), ...]``; an
+    entry without ``label=`` is labelled by its reference (a directory by its name)."""
+    out: list[tuple[str, str | None]] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        label, sep, ref = part.partition("=")
+        if not sep:
+            ref, label = part, Path(part.rstrip("/")).name or part
+        label, ref = label.strip(), ref.strip()
+        if not label or not ref:
+            raise ValueError(f"model list entry {part!r}: expected LABEL=REF or REF")
+        if label in {entry[0] for entry in out}:
+            raise ValueError(f"model list: the label {label!r} appears twice")
+        out.append((label, ref))
+    if not out:
+        raise ValueError("the model list is empty")
+    return out
+
+
+class ModelCatalog:
+    """The demo's models by label, each loaded lazily, once (thread-safe).
+
+    Args:
+        entries: ``(label, ref)`` in selector order; the first is the default.
+        load: ``ref -> ModelBundle``.
+        prepare: ``(entry, bundle) -> None`` fills an entry's boundaries, examples, metric
+            after loading.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[tuple[str, str | None]],
+        load: Callable[[str | None], ModelBundle],
+        prepare: Callable[[ModelEntry, ModelBundle], None] | None = None,
+    ) -> None:
+        self.entries = {label: ModelEntry(label, ref) for label, ref in entries}
+        self._load = load
+        self._prepare = prepare
+        self._locks = {label: threading.Lock() for label in self.entries}
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.entries)
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.entries))
+
+    def is_loaded(self, label: str) -> bool:
+        return label in self.entries and self.entries[label].bundle is not None
+
+    def get(self, label: str | None) -> ModelEntry:
+        """The entry ``label`` (``None`` = the default), loading its model on first use."""
+        label = label or self.default
+        if label not in self.entries:
+            raise DemoError(f"unknown model {label!r}; choose one of: {', '.join(self.entries)}")
+        entry = self.entries[label]
+        if entry.bundle is None:
+            with self._locks[label]:
+                if entry.bundle is None:
+                    bundle = self._load(entry.ref)
+                    if self._prepare is not None:
+                        self._prepare(entry, bundle)
+                    entry.bundle = bundle  # last: other threads then see a complete entry
+        return entry
+
+
+def model_summary(label: str, bundle: ModelBundle) -> str:
+    """One line: which model, its domain and resolution, and what to try."""
+    cfg = bundle.config
+    r = bundle.resolution
+    about = (cfg.description or "").split(":")[0].strip().rstrip(".")
+    dataset = str(cfg.provenance.get("dataset", ""))
+    data = cfg.provenance.get("data") or {}
+    synthetic = "synthetic" in dataset or (isinstance(data, dict) and data.get("synthetic"))
+    if synthetic:
+        tip = (
+            "Try an example or a random sample: it only knows its own cartoon-like images, so a "
+            "real photo comes back as its closest look-alike."
+        )
+    elif cfg.image.alignment == "ffhq":
+        tip = "Try an example, a random sample, or your own face photo (it is aligned first)."
+    else:
+        tip = "Try an example, a random sample, or a photo of the same kind of scene."
+    domain = f" — {about}" if about else ""
+    return f"**Model: {label}**{domain}. Images are {r}×{r} pixels. {tip}"
+
+
+# --------------------------------------------------------------------------- result files
+
+
+class ResultFiles:
+    """Result files, one folder per session and one sub-folder per result.
+
+    A file is written once under a fresh name and never rewritten; a session's folder is
+    removed when the session ends (:meth:`release`), and :meth:`sweep` removes folders of
+    sessions that ended without saying so. Only the newest ``keep`` results of a session are
+    kept (older ones are no longer shown anywhere).
+
+    Args:
+        root: where the folders go (the demo passes a folder Gradio serves without copying).
+        keep: results kept per session.
+    """
+
+    def __init__(self, root: Path, keep: int = 100) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+
+    def session_dir(self, session: Session | None) -> Path:
+        """The session's folder (its name is kept in ``session["files"]``; created if new)."""
+        name = (session or {}).get("files") or uuid.uuid4().hex
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def new_result(self, session: Session | None) -> Path:
+        """A fresh, empty folder for one result of ``session``."""
+        folder = self.session_dir(session)
+        results = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime)
+        now = time.time()
+        for old in results[: max(0, len(results) - self.keep + 1)]:
+            if now - old.stat().st_mtime > 60:  # never one that may still be in flight
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=folder, prefix=f"{time.time_ns():x}-"))
+
+    def release(self, session: Session | None) -> None:
+        """Remove the session's folder (its state is gone: nothing shows these files)."""
+        name = (session or {}).get("files")
+        if name and "/" not in name and name not in (".", ".."):
+            shutil.rmtree(self.root / name, ignore_errors=True)
+
+    def sweep(self, max_age_s: float) -> int:
+        """Remove session folders untouched for ``max_age_s`` seconds → how many."""
+        removed = 0
+        now = time.time()
+        for folder in self.root.iterdir():
+            try:
+                newest = max(
+                    [folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())]
+                )
+            except OSError:
+                continue
+            if now - newest > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
