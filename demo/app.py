@@ -274,18 +274,21 @@ class DemoApp:
             image = resize_to_model(photo, bundle.resolution)
         skip = [gr.skip()] * 9
         history: dict[str, list[float]] = {}
+        weights = loss_weights(expert)
         out = None
         for kind, value in self._invert_stream(entry, image, steps_int, expert):
             if kind == "step":
                 _extend_history(history, value)
                 status = f"Optimizing: step {value.step} of {value.total}"
-                frame = _loss_frame_lists(history)
+                frame = _loss_frame_lists(history, weights)
                 yield (*skip[:3], status, frame, *skip[5:])
             else:
                 out = value
         assert out is not None
         folder = self.results.new_result({"files": (session or {}).get("files")})
-        metrics = _metrics_line(out, steps_int)
+        if not out.perceptual_used:
+            weights["perceptual"] = 0.0
+        metrics = _metrics_line(out, steps_int, weights)
         if alignment is not None:
             metrics += f" · aligned the largest of {alignment['faces']} face(s)"
         if steps_int and not out.perceptual_used:
@@ -307,7 +310,7 @@ class DemoApp:
             self._png(folder, f"{name}_encoder", out.encoder_image),
             final,
             metrics,
-            _loss_frame(out.history),
+            _loss_frame(out.history, weights),
             self._codes_file(folder, out.codes, f"{name}_codes.npy"),
             new_session,
             final,
@@ -344,7 +347,7 @@ class DemoApp:
         metrics = f"Random sample of **{entry.label}**, seed {seed_int} (truncation ψ = {psi})"
         path = self._png(folder, f"sample{seed_int}", image)
         codes_file = self._codes_file(folder, codes, f"sample{seed_int}_codes.npy")
-        return path, path, path, metrics, _loss_frame({}), codes_file, new_session, path, None
+        return path, path, path, metrics, None, codes_file, new_session, path, None
 
     def quick_edit(self, session: dict | None, *strengths: float) -> tuple[str, str | None]:
         codes = service.require_codes(session)
@@ -463,7 +466,7 @@ class DemoApp:
         quick-edit sliders and edit controls; the previous results are cleared."""
         entry = self.entry(label)
         self.results.release(session)
-        cleared = [None, None, None, "", _loss_frame({}), None, None, None, None]
+        cleared = [None, None, None, "", None, None, None, None, None]
         updates = [
             service.model_summary(entry.label, entry.bundle),
             *cleared,
@@ -606,7 +609,7 @@ class DemoApp:
                         )
                     metrics = gr.Markdown(elem_classes=["idinvert-metrics"], elem_id="metrics")
                     curve = gr.LinePlot(
-                        _loss_frame({}),
+                        None,
                         x="step",
                         y="loss",
                         color="term",
@@ -888,6 +891,20 @@ def _name_parameters(fn: Any, names: list[str]) -> None:
 LOSS_TERMS = ("total", "pixel", "perceptual", "domain")
 
 
+def loss_weights(expert: service.ExpertSettings) -> dict[str, float]:
+    """Each term's weight in the total (the curve plots weighted terms: one scale)."""
+    return {
+        "total": 1.0,
+        "pixel": 1.0,
+        "perceptual": expert.perceptual_weight,
+        "domain": expert.domain_weight,
+    }
+
+
+def _term_label(term: str, weight: float) -> str:
+    return term if weight == 1.0 else f"{term} × {weight:g}"
+
+
 def _extend_history(history: dict[str, list[float]], info: StepInfo) -> None:
     """Append the first image's losses of a step (``info.step`` is 1-based)."""
     for term in LOSS_TERMS:
@@ -897,29 +914,35 @@ def _extend_history(history: dict[str, list[float]], info: StepInfo) -> None:
             values.append(float(np.asarray(info.losses[term]).reshape(-1)[0]))
 
 
-def _loss_frame_lists(history: dict[str, list[float]]) -> pd.DataFrame:
-    return _loss_frame({k: np.asarray(v, dtype=np.float64)[:, None] for k, v in history.items()})
+def _loss_frame_lists(history: dict[str, list[float]], weights: dict[str, float]) -> pd.DataFrame:
+    arrays = {k: np.asarray(v, dtype=np.float64)[:, None] for k, v in history.items()}
+    return _loss_frame(arrays, weights)
 
 
-def _loss_frame(history: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Per-step losses of the first image as a long table (step: int, loss: float, term);
-    terms that are zero throughout (switched off) are left out. Numeric dtypes even when
-    empty, so the plot's step axis is numeric."""
+def _loss_frame(
+    history: dict[str, np.ndarray], weights: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """Per-step weighted losses of the first image as a long table (step: int, loss: float,
+    term: str, e.g. ``"domain × 2"``); terms switched off (weight or values zero) are left out.
+    Numeric dtypes even when empty, so the plot's step axis is numeric."""
+    weights = weights or {}
     steps: list[int] = []
     losses: list[float] = []
     terms: list[str] = []
     for term in LOSS_TERMS:
+        weight = weights.get(term, 1.0)
         values = np.asarray(history.get(term, []), dtype=np.float64)
-        if values.size == 0:
+        if values.size == 0 or weight == 0:
             continue
-        column = values[:, 0] if values.ndim == 2 else values
+        column = (values.reshape(len(values), -1)[:, 0]) * weight
         if not np.any(np.nan_to_num(column)):
             continue
+        label = _term_label(term, weight)
         for step, value in enumerate(column):
             if np.isfinite(value):
                 steps.append(step)
                 losses.append(float(value))
-                terms.append(term)
+                terms.append(label)
     return pd.DataFrame(
         {
             "step": pd.Series(steps, dtype="int64"),
@@ -929,7 +952,9 @@ def _loss_frame(history: dict[str, np.ndarray]) -> pd.DataFrame:
     )
 
 
-def _metrics_line(out: service.InversionOutput, steps: int) -> str:
+def _metrics_line(
+    out: service.InversionOutput, steps: int, weights: dict[str, float] | None = None
+) -> str:
     line = (
         f"**Encoder** MSE {out.mse_encoder:.4f}"
         + (f", LPIPS {out.lpips_encoder:.3f}" if out.lpips_encoder is not None else "")
@@ -937,12 +962,15 @@ def _metrics_line(out: service.InversionOutput, steps: int) -> str:
         + f" MSE {out.mse:.4f}"
         + (f", LPIPS {out.lpips:.3f}" if out.lpips is not None else " (LPIPS: not available)")
     )
+    weights = weights or {}
     if steps and out.history:
         finals = []
         for term in LOSS_TERMS:
-            values = np.asarray(out.history.get(term, []))
-            if values.size and np.any(values):
-                finals.append(f"{term} {float(values.reshape(len(values), -1)[-1, 0]):.4g}")
+            values = np.asarray(out.history.get(term, []), dtype=np.float64)
+            weight = weights.get(term, 1.0)
+            if values.size and weight and np.any(values):
+                value = float(values.reshape(len(values), -1)[-1, 0]) * weight
+                finals.append(f"{_term_label(term, weight)} {value:.4g}")
         if finals:
             line += "  \nFinal losses: " + ", ".join(finals)
     return line
@@ -953,15 +981,33 @@ def _prepare_entry(lpips_loader: Any, examples: list[str] | None) -> Any:
         entry.boundaries = {
             name: load_boundary(p) for name, p in model_boundaries(bundle.path).items()
         }
-        if examples is not None:
-            entry.examples = list(examples)
-        else:
+        if examples is None:
             from idinvert.demo.examples import example_images
 
-            entry.examples = example_images(bundle)
+            found = example_images(bundle)
+        else:
+            found = list(examples)
+        entry.examples = _servable(found, entry.label)
         entry.lpips = lpips_loader(bundle)
 
     return prepare
+
+
+def _servable(paths: list[str], label: str) -> list[str]:
+    """Copies of example files inside Gradio's cache folder (served as they are)."""
+    import shutil
+
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()) / "idinvert-examples" / _identifier(label)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in paths:
+        target = folder / Path(path).name
+        if not target.is_file() or target.stat().st_size != Path(path).stat().st_size:
+            shutil.copyfile(path, target)
+        out.append(str(target))
+    return out
 
 
 def _load_lpips(bundle: ModelBundle) -> Any:
