@@ -25,6 +25,7 @@ import inspect
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -132,6 +133,44 @@ def guarded(fn: Any) -> Any:
             raise _convert(exc, where) from None
 
     return wrapper
+
+
+_CHOICE = re.compile(
+    r"Value:? (?P<value>.+?) (?:\(type: <class '\w+'>\) )?is not in the list of choices: "
+    r"(?P<choices>.*)"
+)
+_RANGE = re.compile(
+    r"Value (?P<value>\S+) is (?P<how>less|greater) than (?P<which>\w+) value "
+    r"(?P<bound>\S+?)\.?$"
+)
+
+
+def _input_message(label: str, message: str) -> str:
+    """Gradio's own input checks (a value outside a slider, not among the choices) in words."""
+    if m := _CHOICE.match(message):
+        return f"{label}: {m['value']} is not one of the choices {m['choices']}"
+    if m := _RANGE.match(message):
+        return f"{label}: {m['value']} is {m['how']} than the {m['which']} of {m['bound']}"
+    return f"{label}: {message}"
+
+
+def _quiet_preprocess(component: Any) -> None:
+    """Make a component's input checks user errors: a message naming the control, one log
+    line, no traceback (instance-level, like :func:`photo_input`)."""
+    original = getattr(component, "preprocess", None)
+    if original is None or isinstance(component, gr.State):
+        return
+    label = getattr(component, "label", None) or type(component).__name__
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return original(payload)
+        except (gr.Error, ValueError, TypeError) as exc:
+            message = _input_message(str(label), getattr(exc, "message", None) or str(exc))
+            log.info("input check: user error: %s", message)
+            raise user_error(message) from None
+
+    component.preprocess = preprocess
 
 
 def _note(lines: list[str], warn: bool = False) -> str:
@@ -703,6 +742,8 @@ class DemoApp:
                     show_progress_on=[info],
                 )
             blocks.unload(self._sweep_on_unload)
+        for component in blocks.blocks.values():
+            _quiet_preprocess(component)
         blocks.queue(default_concurrency_limit=limits.concurrency, max_size=64)
         return blocks
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
-from plugins_fixtures import launch_demo  # noqa: E402
+from plugins_fixtures import launch_demo, random_photos  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +27,7 @@ def server(demo_model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(1)
-    paths = {}
-    for name in ("a", "b", "c"):
-        p = root / f"{name}.png"
-        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(p)
-        paths[name] = p
+    paths = random_photos(root, {name: (48, 40) for name in ("a", "b", "c")}, seed=1)
     text = root / "notes.png"
     text.write_text("not an image")
     paths["text"] = text
@@ -128,7 +123,7 @@ def test_edit_before_invert_and_step_cap_are_errors(server, photos):
     c = _client(server)
     with pytest.raises(AppError, match="invert a photo"):
         c.predict("smile", [], -2, 2, 5, False, api_name="/edit_manipulate")
-    with pytest.raises(AppError, match="steps must be|greater than maximum value 20"):
+    with pytest.raises(AppError, match="steps must be|greater than the maximum of 20"):
         c.predict(handle_file(str(photos["a"])), 10_000, False, api_name="/invert")
     c.predict(handle_file(str(photos["a"])), 1, False, api_name="/invert")
     with pytest.raises(AppError, match="crop"):  # a crop reaching outside the 32 px image

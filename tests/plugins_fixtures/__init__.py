@@ -63,6 +63,20 @@ def launch_demo(model_dir: Path, limits: Any = None) -> tuple[Any, str]:
     return blocks, f"http://127.0.0.1:{port}/"
 
 
+def random_photos(root: Path, sizes: dict[str, tuple[int, int]], seed: int) -> dict[str, Path]:
+    """Random-noise PNGs ``root/NAME.png`` of ``(height, width)`` each → name → path (distinct
+    contents: Gradio caches by content)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = {}
+    for name, (h, w) in sizes.items():
+        paths[name] = root / f"{name}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[name])
+    return paths
+
+
 def purge_fixture_modules() -> None:
     """Forget imported fixture plugin modules (so import failures happen again)."""
     for name in list(sys.modules):
