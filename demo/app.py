@@ -744,6 +744,7 @@ class DemoApp:
             blocks.unload(self._sweep_on_unload)
         for component in blocks.blocks.values():
             _quiet_preprocess(component)
+        blocks.demo_app = self  # type: ignore[attr-defined] - for tests and tools
         blocks.queue(default_concurrency_limit=limits.concurrency, max_size=64)
         return blocks
 
