@@ -205,9 +205,10 @@ class DemoApp:
             from gradio.utils import get_upload_folder
 
             results_root = Path(get_upload_folder()) / "idinvert-results" / os.urandom(6).hex()
-        self.results = service.ResultFiles(results_root)
+        ttl = self.limits.session_ttl_s
+        self.results = service.ResultFiles(results_root, idle_s=ttl + 5)
+        self.results.start_sweeper(every_s=min(60.0, max(1.0, ttl / 3)))
         self.multi = len(catalog.labels) > 1
-        self._last_sweep = time.monotonic()
 
     # ------------------------------------------------------------------ helpers
 
@@ -219,19 +220,12 @@ class DemoApp:
 
     def _new_session(self, previous: dict | None, **values: Any) -> dict:
         """A session value keeping the previous one's file folder."""
-        self._maybe_sweep()
         files = (previous or {}).get("files") or os.urandom(8).hex()
         return {"files": files, **values}
 
-    def _maybe_sweep(self) -> None:
-        now = time.monotonic()
-        if now - self._last_sweep > 60:
-            self._last_sweep = now
-            self.results.sweep(2 * self.limits.session_ttl_s)
-
     def _sweep_on_unload(self) -> None:
-        """A tab closed: remove result folders of sessions that ended long ago."""
-        self.results.sweep(2 * self.limits.session_ttl_s)
+        """A tab closed: remove result folders no session needs any more."""
+        self.results.sweep()
 
     def _png(self, folder: Path, name: str, image: np.ndarray | None) -> str | None:
         if image is None:
@@ -295,7 +289,36 @@ class DemoApp:
     ) -> Iterator[tuple]:
         """Upload → (input, encoder, final, metrics, loss curve, codes file, session, edited,
         final pasted back into the photo); streams the loss curve and a status line."""
-        model, session = (rest[0], rest[1]) if self.multi else (None, rest[0] if rest else None)
+        model, session = self._model_and_session(rest)
+        with self.results.in_use(session):
+            yield from self._invert(
+                image_path,
+                steps,
+                align,
+                learning_rate,
+                perceptual_weight,
+                domain_weight,
+                model,
+                session,
+            )
+
+    def _model_and_session(self, rest: tuple) -> tuple[str | None, dict | None]:
+        """The trailing inputs: ``[model,] session``."""
+        if self.multi:
+            return (rest[0] if rest else None), (rest[1] if len(rest) > 1 else None)
+        return None, (rest[0] if rest else None)
+
+    def _invert(
+        self,
+        image_path: str | None,
+        steps: float,
+        align: bool,
+        learning_rate: float | None,
+        perceptual_weight: float | None,
+        domain_weight: float | None,
+        model: str | None,
+        session: dict | None,
+    ) -> Iterator[tuple]:
         entry = self.entry(model)
         bundle = entry.bundle
         steps_int = service.check_steps(steps, self.limits)
@@ -364,7 +387,11 @@ class DemoApp:
         return str(path)
 
     def sample(self, seed: float, *rest: Any) -> tuple:
-        model, session = (rest[0], rest[1]) if self.multi else (None, rest[0] if rest else None)
+        model, session = self._model_and_session(rest)
+        with self.results.in_use(session):
+            return self._sample(seed, model, session)
+
+    def _sample(self, seed: float, model: str | None, session: dict | None) -> tuple:
         entry = self.entry(model)
         try:
             seed_int = int(seed)
@@ -388,7 +415,13 @@ class DemoApp:
         codes_file = self._codes_file(folder, codes, f"sample{seed_int}_codes.npy")
         return path, path, path, metrics, None, codes_file, new_session, path, None
 
-    def quick_edit(self, session: dict | None, *strengths: float) -> tuple[str, str | None]:
+    def quick_edit(self, session: dict | None, *strengths: float) -> tuple:
+        """Strengths → (edited image, pasted-back image, session): the session is returned
+        unchanged so that its time-to-live starts again."""
+        with self.results.in_use(session):
+            return (*self._quick_edit(session, *strengths), session)
+
+    def _quick_edit(self, session: dict | None, *strengths: float) -> tuple[str, str | None]:
         codes = service.require_codes(session)
         entry = self._session_entry(session)
         names = list(entry.boundaries)
@@ -417,14 +450,16 @@ class DemoApp:
         """The sliders' callback: never fails (a message instead), so the browser never sees
         an HTTP error."""
         try:
-            edited, pasted = self.quick_edit(session, *strengths)
+            edited, pasted, session = self.quick_edit(session, *strengths)
         except (service.DemoError, IdinvertError, ValueError) as exc:
             log.info("quick edit: user error: %s", exc)
-            return gr.skip(), gr.skip(), _note([service.web_message(str(exc))], warn=True)
+            message = _note([service.web_message(str(exc))], warn=True)
+            return gr.skip(), gr.skip(), message, gr.skip()
         except Exception:  # noqa: BLE001 - keep serving; the message says what to do
             log.exception("quick edit failed unexpectedly")
-            return gr.skip(), gr.skip(), _note(["Something went wrong; please try again."], True)
-        return edited, pasted, QUICK_READY
+            message = _note(["Something went wrong; please try again."], warn=True)
+            return gr.skip(), gr.skip(), message, gr.skip()
+        return edited, pasted, QUICK_READY, session
 
     def check_upload(self, image_path: str | None, *rest: Any) -> str:
         """Notes on an upload as it arrives (a GIF's first frame, upscaling, ...) or what is
@@ -463,7 +498,19 @@ class DemoApp:
         values: list,
         progress: gr.Progress,
     ) -> tuple:
-        """Run ``op`` on the session's code (+ the tab's uploads) → gallery, animation, codes."""
+        """Run ``op`` on the session's code (+ the tab's uploads) → gallery, animation, codes,
+        session (unchanged: its time-to-live starts again)."""
+        with self.results.in_use(session):
+            return (*self._edit(op, session, extra, values, progress), session)
+
+    def _edit(
+        self,
+        op: EditOperation,
+        session: dict | None,
+        extra: list,
+        values: list,
+        progress: gr.Progress,
+    ) -> tuple:
         service.require_codes(session)
         entry = self._session_entry(session)
         bundle = entry.bundle
@@ -796,7 +843,7 @@ class DemoApp:
             s.change(
                 quick_ui,
                 [session, *sliders],
-                [edited, full, quick_note],
+                [edited, full, quick_note, session],
                 api_name=False,
                 show_progress="hidden",
                 # synthesis only (~20 ms): skip the queue, drop stale moves; never raises
@@ -806,7 +853,7 @@ class DemoApp:
         gr.Button("Apply", visible=False).click(
             guarded(quick),
             [session, *sliders],
-            [edited, full],
+            [edited, full, session],
             api_name="quick_edit",
             queue=False,
         )
@@ -869,7 +916,7 @@ class DemoApp:
             run_btn.click(
                 guarded(handler),
                 [session, *extra, *controls],
-                [gallery, animation, codes],
+                [gallery, animation, codes, session],
                 api_name=service.endpoint_name(op),
                 show_progress_on=[gallery],
             )

@@ -10,13 +10,15 @@ Session state is a plain dict (Gradio keeps one per browser session)::
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -747,27 +749,57 @@ def model_summary(label: str, bundle: ModelBundle) -> str:
 class ResultFiles:
     """Result files, one folder per session and one sub-folder per result.
 
-    A file is written once under a fresh name and never rewritten; a session's folder is
-    removed when the session ends (:meth:`release`), and :meth:`sweep` removes folders of
-    sessions that ended without saying so. Only the newest ``keep`` results of a session are
-    kept (older ones are no longer shown anywhere).
+    A file is written once under a fresh name and never rewritten. A session's folder is
+    removed when the session's state expires (:meth:`release`) unless an action of that
+    session is running (:meth:`in_use`) or wrote within ``idle_s``; :meth:`sweep` (run
+    periodically, see :meth:`start_sweeper`) removes folders idle for longer than that, which
+    also covers sessions dropped without notice. Only the newest ``keep`` results of a session
+    are kept (older ones are no longer shown anywhere).
 
     Args:
         root: where the folders go (the demo passes a folder Gradio serves without copying).
         keep: results kept per session.
+        idle_s: a folder this long without a new file and without a running action is no
+            longer needed (the demo uses its session time-to-live).
     """
 
-    def __init__(self, root: Path, keep: int = 100) -> None:
+    def __init__(self, root: Path, keep: int = 100, idle_s: float = 3600.0) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.keep = keep
+        self.idle_s = idle_s
+        self._busy: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _name(session: Session | None) -> str | None:
+        name = (session or {}).get("files")
+        if isinstance(name, str) and name and "/" not in name and name not in (".", ".."):
+            return name
+        return None
 
     def session_dir(self, session: Session | None) -> Path:
         """The session's folder (its name is kept in ``session["files"]``; created if new)."""
-        name = (session or {}).get("files") or uuid.uuid4().hex
-        folder = self.root / name
+        folder = self.root / (self._name(session) or uuid.uuid4().hex)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    @contextlib.contextmanager
+    def in_use(self, session: Session | None) -> Iterator[None]:
+        """While this runs, the session's folder is never removed."""
+        name = self._name(session)
+        if name is None:
+            yield
+            return
+        with self._lock:
+            self._busy[name] = self._busy.get(name, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy[name] -= 1
+                if not self._busy[name]:
+                    del self._busy[name]
 
     def new_result(self, session: Session | None) -> Path:
         """A fresh, empty folder for one result of ``session``."""
@@ -779,24 +811,50 @@ class ResultFiles:
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(dir=folder, prefix=f"{time.time_ns():x}-"))
 
-    def release(self, session: Session | None) -> None:
-        """Remove the session's folder (its state is gone: nothing shows these files)."""
-        name = (session or {}).get("files")
-        if name and "/" not in name and name not in (".", ".."):
-            shutil.rmtree(self.root / name, ignore_errors=True)
+    def _idle_for(self, folder: Path) -> float:
+        newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+        return time.time() - newest
 
-    def sweep(self, max_age_s: float) -> int:
-        """Remove session folders untouched for ``max_age_s`` seconds → how many."""
-        removed = 0
-        now = time.time()
-        for folder in self.root.iterdir():
+    def _remove_if_unused(self, folder: Path, min_idle_s: float) -> bool:
+        with self._lock:
+            if folder.name in self._busy:
+                return False
             try:
-                newest = max(
-                    [folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())]
-                )
+                if self._idle_for(folder) < min_idle_s:
+                    return False
             except OSError:
-                continue
-            if now - newest > max_age_s:
-                shutil.rmtree(folder, ignore_errors=True)
-                removed += 1
-        return removed
+                return False
+            shutil.rmtree(folder, ignore_errors=True)
+            return True
+
+    def release(self, session: Session | None, min_idle_s: float = 1.0) -> None:
+        """The session's state is gone: remove its folder, unless an action of it is running
+        or wrote a file in the last ``min_idle_s`` seconds (then :meth:`sweep` removes it)."""
+        name = self._name(session)
+        if name is not None and (self.root / name).is_dir():
+            self._remove_if_unused(self.root / name, min_idle_s)
+
+    def sweep(self, max_age_s: float | None = None) -> int:
+        """Remove session folders without a running action and idle for ``max_age_s``
+        (default ``idle_s``) seconds → how many."""
+        age = self.idle_s if max_age_s is None else max_age_s
+        return sum(self._remove_if_unused(f, age) for f in list(self.root.iterdir()) if f.is_dir())
+
+    def start_sweeper(self, every_s: float) -> threading.Thread:
+        """Sweep every ``every_s`` seconds in a daemon thread, for as long as this object
+        lives."""
+        ref = weakref.ref(self)
+
+        def loop() -> None:
+            while True:
+                time.sleep(every_s)
+                files = ref()
+                if files is None or not files.root.is_dir():
+                    return
+                with contextlib.suppress(OSError):
+                    files.sweep()
+                del files
+
+        thread = threading.Thread(target=loop, daemon=True, name="idinvert-result-sweeper")
+        thread.start()
+        return thread

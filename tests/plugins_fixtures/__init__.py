@@ -44,14 +44,18 @@ def run_cli(args: list[object], capsys: Any) -> tuple[int, str, str]:
     return code, out, err
 
 
-def launch_demo(model_dir: Path, limits: Any = None) -> tuple[Any, str]:
-    """Build the demo on ``model_dir`` (CPU, no examples) and launch it on a free local port
-    without blocking → ``(blocks, url)``; the caller closes ``blocks``."""
+def launch_demo(
+    model_dir: Path | None, limits: Any = None, own_examples: bool = False
+) -> tuple[Any, str]:
+    """Build the demo on ``model_dir`` (CPU; no examples, or with ``own_examples`` each model's
+    own) and launch it on a free local port without blocking → ``(blocks, url)``; the caller
+    closes ``blocks``."""
     from conftest import free_port
 
     from idinvert.demo.app import build_demo, launch_kwargs
 
-    blocks = build_demo(str(model_dir), "cpu", limits, examples=[])
+    ref = str(model_dir) if model_dir is not None else None
+    blocks = build_demo(ref, "cpu", limits, examples=None if own_examples else [])
     port = free_port()
     blocks.launch(
         server_name="127.0.0.1",
