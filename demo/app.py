@@ -205,9 +205,9 @@ class DemoApp:
             from gradio.utils import get_upload_folder
 
             results_root = Path(get_upload_folder()) / "idinvert-results" / os.urandom(6).hex()
-        ttl = self.limits.session_ttl_s
-        self.results = service.ResultFiles(results_root, idle_s=ttl + 5)
-        self.results.start_sweeper(every_s=min(60.0, max(1.0, ttl / 3)))
+        ttl, grace = self.limits.session_ttl_s, self.limits.result_grace_s
+        self.results = service.ResultFiles(results_root, idle_s=ttl + grace, grace_s=grace)
+        self.results.start_sweeper(every_s=min(60.0, max(1.0, (ttl + grace) / 4)))
         self.multi = len(catalog.labels) > 1
 
     # ------------------------------------------------------------------ helpers
@@ -490,18 +490,12 @@ class DemoApp:
 
         return service.run_operation(bundle, op, inputs, params, report, self.limits)
 
-    def edit(
-        self,
-        op: EditOperation,
-        session: dict | None,
-        extra: list,
-        values: list,
-        progress: gr.Progress,
-    ) -> tuple:
-        """Run ``op`` on the session's code (+ the tab's uploads) → gallery, animation, codes,
-        session (unchanged: its time-to-live starts again)."""
+    def edit(self, op: EditOperation, session: dict | None, *args: Any) -> tuple:
+        """Run ``op`` on the session's code: ``args`` are (the tab's uploads, the controls'
+        values, progress) → gallery, animation, codes, session (unchanged: its time-to-live
+        starts again)."""
         with self.results.in_use(session):
-            return (*self._edit(op, session, extra, values, progress), session)
+            return (*self._edit(op, session, *args), session)
 
     def _edit(
         self,
@@ -552,9 +546,10 @@ class DemoApp:
         quick-edit sliders and edit controls; the previous results are cleared."""
         entry = self.entry(label)
         self.results.release(session)
-        cleared = [None, None, None, "", None, None, None, None, None]
+        full = gr.update(value=None, visible=_can_align(entry.bundle))
+        cleared = [None, None, None, "", None, None, None, None, full]
         updates = [
-            service.model_summary(entry.label, entry.bundle),
+            service.model_summary(entry.label, entry.bundle, bool(entry.examples)),
             *cleared,
             gr.update(samples=[[p] for p in entry.examples], visible=bool(entry.examples)),
             gr.update(
@@ -602,7 +597,10 @@ class DemoApp:
                     info="Each model is loaded the first time it is chosen.",
                     elem_id="model-select",
                 )
-            info = gr.Markdown(service.model_summary(entry.label, bundle), elem_id="model-info")
+            info = gr.Markdown(
+                service.model_summary(entry.label, bundle, bool(entry.examples)),
+                elem_id="model-info",
+            )
             if self.plugin_problems:
                 gr.Markdown(
                     "⚠️ **Some plugins failed to load** (the others work):\n"
@@ -717,6 +715,7 @@ class DemoApp:
                 full = gr.Image(
                     label="Pasted back into your photo (when aligned)",
                     interactive=False,
+                    visible=_can_align(bundle),
                     elem_id="full",
                     elem_classes=["idinvert-wide"],
                 )

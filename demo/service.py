@@ -62,6 +62,8 @@ class DemoLimits:
             dropped beyond that).
         session_ttl_s: a session's state and result files are released this long after its
             last action (or when its browser tab closes).
+        result_grace_s: a result file is kept at least this long after it was written, even
+            when its session ended (a late download still finds it).
         max_result_images: most images one edit may render (frames × items).
     """
 
@@ -73,6 +75,7 @@ class DemoLimits:
     concurrency: int = 2
     max_sessions: int = 200
     session_ttl_s: int = 3600
+    result_grace_s: int = 30
     max_result_images: int = 64
 
 
@@ -722,8 +725,9 @@ class ModelCatalog:
         return entry
 
 
-def model_summary(label: str, bundle: ModelBundle) -> str:
-    """One line: which model, its domain and resolution, and what to try."""
+def model_summary(label: str, bundle: ModelBundle, examples: bool = True) -> str:
+    """One line: which model, its domain and resolution, and what to try (``examples``: the
+    page offers example images for it)."""
     cfg = bundle.config
     r = bundle.resolution
     about = (cfg.description or "").split(":")[0].strip().rstrip(".")
@@ -739,6 +743,10 @@ def model_summary(label: str, bundle: ModelBundle) -> str:
         tip = "Try an example, a random sample, or your own face photo (it is aligned first)."
     else:
         tip = "Try an example, a random sample, or a photo of the same kind of scene."
+    if not examples:
+        tip = tip.replace("Try an example or a random sample", "Try a random sample").replace(
+            "Try an example, a random sample,", "Try a random sample"
+        )
     domain = f" — {about}" if about else ""
     return f"**Model: {label}**{domain}. Images are {r}×{r} pixels. {tip}"
 
@@ -760,14 +768,18 @@ class ResultFiles:
         root: where the folders go (the demo passes a folder Gradio serves without copying).
         keep: results kept per session.
         idle_s: a folder this long without a new file and without a running action is no
-            longer needed (the demo uses its session time-to-live).
+            longer needed (the demo uses its session time-to-live plus ``grace_s``).
+        grace_s: a folder that got a file this recently is kept even when its session ended.
     """
 
-    def __init__(self, root: Path, keep: int = 100, idle_s: float = 3600.0) -> None:
+    def __init__(
+        self, root: Path, keep: int = 100, idle_s: float = 3600.0, grace_s: float = 30.0
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.keep = keep
         self.idle_s = idle_s
+        self.grace_s = grace_s
         self._busy: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -807,7 +819,7 @@ class ResultFiles:
         results = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime)
         now = time.time()
         for old in results[: max(0, len(results) - self.keep + 1)]:
-            if now - old.stat().st_mtime > 60:  # never one that may still be in flight
+            if now - old.stat().st_mtime > self.grace_s:  # not one that may be in flight
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(dir=folder, prefix=f"{time.time_ns():x}-"))
 
@@ -827,12 +839,12 @@ class ResultFiles:
             shutil.rmtree(folder, ignore_errors=True)
             return True
 
-    def release(self, session: Session | None, min_idle_s: float = 1.0) -> None:
+    def release(self, session: Session | None) -> None:
         """The session's state is gone: remove its folder, unless an action of it is running
-        or wrote a file in the last ``min_idle_s`` seconds (then :meth:`sweep` removes it)."""
+        or it got a file in the last ``grace_s`` seconds (then :meth:`sweep` removes it)."""
         name = self._name(session)
         if name is not None and (self.root / name).is_dir():
-            self._remove_if_unused(self.root / name, min_idle_s)
+            self._remove_if_unused(self.root / name, self.grace_s)
 
     def sweep(self, max_age_s: float | None = None) -> int:
         """Remove session folders without a running action and idle for ``max_age_s``

@@ -9,24 +9,12 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client  # noqa: E402
-from plugins_fixtures import launch_demo  # noqa: E402
+from plugins_fixtures import launch_demo, save_second_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def other_model_dir(tmp_path_factory):
-    """A second, different model: 16 px (6 layers), one boundary ``tilt``."""
-    from conftest import build_tiny_bundle
-
-    from idinvert.core.boundaries import Boundary, save_boundary
-    from idinvert.core.modeldir import save_model_dir
-
-    bundle = build_tiny_bundle(resolution=16, seed=3)
-    root = save_model_dir(bundle, tmp_path_factory.mktemp("other") / "other16")
-    (root / "boundaries").mkdir()
-    v = np.random.default_rng(1).standard_normal(bundle.code_shape).astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    save_boundary(Boundary("tilt", v, [0, 1]), root / "boundaries" / "tilt.safetensors")
-    return root
+    return save_second_model(tmp_path_factory.mktemp("other"))
 
 
 @pytest.fixture(scope="module")

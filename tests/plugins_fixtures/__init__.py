@@ -67,6 +67,24 @@ def launch_demo(
     return blocks, f"http://127.0.0.1:{port}/"
 
 
+def save_second_model(root: Path) -> Path:
+    """A model unlike ``demo_model_dir``'s: 16 px (6 layers), one boundary ``tilt`` →
+    its directory (for the several-models tests)."""
+    import numpy as np
+    from conftest import build_tiny_bundle
+
+    from idinvert.core.boundaries import Boundary, save_boundary
+    from idinvert.core.modeldir import save_model_dir
+
+    bundle = build_tiny_bundle(resolution=16, seed=3)
+    model = save_model_dir(bundle, root / "other16")
+    (model / "boundaries").mkdir()
+    v = np.random.default_rng(1).standard_normal(bundle.code_shape).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    save_boundary(Boundary("tilt", v, [0, 1]), model / "boundaries" / "tilt.safetensors")
+    return model
+
+
 def random_photos(root: Path, sizes: dict[str, tuple[int, int]], seed: int) -> dict[str, Path]:
     """Random-noise PNGs ``root/NAME.png`` of ``(height, width)`` each → name → path (distinct
     contents: Gradio caches by content)."""
