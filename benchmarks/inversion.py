@@ -121,6 +121,8 @@ def run_reference_process(args: argparse.Namespace) -> tuple[torch.Tensor, float
         str(args.batch),
         "--threads",
         str(args.threads),
+        "--device",
+        args.device,
     ]
     env = {**os.environ, "IDINVERT_MALLOC_TUNING": "0"}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
@@ -152,19 +154,27 @@ def main() -> None:
         default=8,
         help="held-out renders for the bf16 objective check on the bundled model (0 = skip)",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or mps (both sides run there; one command for a GPU machine: "
+        "python benchmarks/inversion.py --device cuda --batch 16 --check-images 0)",
+    )
     parser.add_argument("--reference-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = InversionSettings()
-    g, e, p = build_networks(args.resolution)
+    device = torch.device(args.device)
+    g, e, p = (net.to(device) for net in build_networks(args.resolution))
     r = args.resolution
     torch.manual_seed(1)
-    targets = torch.rand(args.batch, 3, r, r) * 2 - 1
+    targets = (torch.rand(args.batch, 3, r, r) * 2 - 1).to(device)
     steps = args.warmup + args.iters
     if args.reference_only:
         z_ref, loss_ref, t_ref = official_loop(g, e, p, targets[:1], steps, settings)
-        print(json.dumps({"times": t_ref, "loss": loss_ref, "code": z_ref.flatten().tolist()}))
+        code = z_ref.flatten().cpu().tolist()
+        print(json.dumps({"times": t_ref, "loss": loss_ref, "code": code}))
         return
     config = ModelConfig("bench", g.config, e.config, p.config, ImageConfig(r))
     bundle = ModelBundle(config, g, e, p)
@@ -187,8 +197,8 @@ def main() -> None:
             results[_key(prec, b)] = (z, loss[0])
 
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, resolution {r}, "
-        f"{args.rounds} interleaved rounds x {args.iters} timed iterations"
+        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"resolution {r}, {args.rounds} interleaved rounds x {args.iters} timed iterations"
     )
     short = {_key(p, b): f"{p}, batch {b}" + (" (per image)" * (b > 1)) for p, b in sides}
     labels = {"official": "official-equivalent loop, batch 1"}
@@ -197,6 +207,12 @@ def main() -> None:
         print(
             f"{label:36s}: min {min(times[key]):.3f}  "
             f"median {median(times[key]):.3f} s/iteration/image"
+        )
+    for prec in precisions:  # the Space-facing figures (issue targets: GPU, 256 px)
+        one, many = min(times[_key(prec, 1)]), min(times[_key(prec, args.batch)])
+        print(
+            f"{prec}: a 100-step inversion ≈ {100 * one:.2f} s at batch 1; "
+            f"≈ {1 / (100 * many):.2f} images/s at batch {args.batch} (from the minima)"
         )
     for stat, fn in (("min", min), ("median", median)):
         ref = fn(times["official"])
