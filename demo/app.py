@@ -329,6 +329,7 @@ class DemoApp:
         )
         name = Path(image_path).stem if image_path else "image"
         photo = service.load_upload(image_path, self.limits, "image")
+        notes = service.upload_notes(image_path, self.limits, bundle.resolution)
         alignment = None
         if align:
             image, alignment = service.align_upload(bundle, photo, name)
@@ -356,6 +357,8 @@ class DemoApp:
         if steps_int and not out.perceptual_used:
             reason = bundle.perceptual_missing or "the model has no perceptual network"
             metrics += f"  \n⚠️ VGG perceptual term off: {service.web_message(reason)}"
+        if notes:
+            metrics += "  \n" + _note(notes).replace("\n", "  \n")
         new_session = self._new_session(
             session,
             codes=out.codes,

@@ -192,6 +192,9 @@ def test_upload_notes_for_gifs_tiny_and_stretched_images(server, files):
     assert "small (12×12)" in tiny and "upscaled" in tiny
     assert "stretched" in c.predict(handle_file(str(files["wide"])), api_name="/check_upload")
     assert c.predict(handle_file(str(files["photo"])), api_name="/check_upload") == ""
+    # the same notes stay with the result
+    assert "upscaled" in c.predict(handle_file(str(files["tiny"])), 1, api_name="/invert")[3]
+    assert "first frame" in c.predict(handle_file(str(files["gif"])), 1, api_name="/invert")[3]
 
 
 def test_user_errors_leave_one_log_line_and_no_traceback(server, files, capfd, caplog):
