@@ -14,6 +14,7 @@ Help texts are rewritten for a web visitor (:func:`idinvert.demo.service.web_mes
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 import gradio as gr
@@ -42,10 +43,15 @@ def _numeric(param: Param, bundle: ModelBundle, limits: service.DemoLimits) -> t
     return lo, hi, default
 
 
+_TYPED_EXAMPLE = re.compile(r",? e\.g\. '[^']*'(?: or '[^']*')?")
+
+
 def _info(param: Param, bundle: ModelBundle, words: dict[str, str]) -> str:
     if param.type is ParamType.BOUNDARY:
         return "Which attribute to change: one of the model's semantic boundaries."
     text = service.web_message(param.help, words)
+    if param.type is ParamType.LAYERS:  # ticked in boxes here, not typed as "0-5"
+        text = _TYPED_EXAMPLE.sub("", text) + " Tick the layers (0 = coarsest)."
     if param.default_help:
         text += f" Default: {service.web_message(param.default_help, words)}."
     return text

@@ -2,10 +2,12 @@
 which itself only composes core/plugins functions. Keeping it UI-free makes it testable and
 lets the Space and the local app share it.
 
-Session state is a plain dict (Gradio keeps one per browser session)::
+Session state is a plain dict (Gradio keeps one per browser or API session, released a
+time-to-live after its last action)::
 
     {"codes": float32 [1, L, D], "image": uint8 [R, R, 3], "name": str,
-     "init_codes": float32 [1, L, D] | None}
+     "init_codes": float32 [1, L, D] | None, "alignment": paste-back info | None,
+     "model": the model's label, "files": the name of its result folder (ResultFiles)}
 """
 
 from __future__ import annotations
@@ -591,6 +593,7 @@ def check_result_size(result: EditResult, limits: DemoLimits) -> None:
 _COMMAND_HINT = re.compile(r"\s*\((?:[^()]*?)(?:idinvert |--)[^()]*\)")
 _NO_FLAG = re.compile(r"pass --no-align")
 _FLAG = re.compile(r"`?--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)`?")
+_DOUBLED = re.compile(r"\b(images?|photos?) (?:images?|photos?)\b")
 _PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
 
 
@@ -610,6 +613,7 @@ def web_message(text: str, words: dict[str, str] | None = None) -> str:
         return words.get(name, f"“{name.replace('_', ' ')}”")
 
     text = _FLAG.sub(flag, text)
+    text = _DOUBLED.sub(r"\1", text)  # "--context image" → "context image", not "… image image"
     return _PATH.sub(r"\1", text)
 
 
@@ -617,7 +621,7 @@ def operation_words(op: EditOperation) -> dict[str, str]:
     """Parameter and input-slot names of ``op`` → how the demo's tab calls them."""
     words = {p.name: f"“{p.display_label}”" for p in op.params}
     for slot, how in INPUT_SOURCES[op.inputs].slots.items():
-        words[slot] = "your photo" if how == SESSION else f"the {how.what}"
+        words[slot] = "photo" if how == SESSION else how.what
     return words
 
 
