@@ -60,6 +60,9 @@ CSS = f"""
   max-width: 100%; object-fit: contain; image-rendering: auto;
 }}
 .idinvert-wide img {{max-height: 320px !important; object-fit: contain !important}}
+.idinvert-gallery .grid-container {{
+  grid-template-columns: repeat(auto-fill, minmax(120px, 160px)) !important;
+}}
 .idinvert-note p {{margin: 0}}
 """
 
@@ -92,8 +95,9 @@ def photo_input(**kwargs: Any) -> gr.Image:
 
 
 def user_error(message: str) -> gr.Error:
-    """A ``gr.Error`` for an expected problem: shown until closed, no server traceback."""
-    return gr.Error(service.web_message(message), duration=None, print_exception=False)
+    """A ``gr.Error`` for an expected problem: shown for 20 s (or until closed), no server
+    traceback."""
+    return gr.Error(service.web_message(message), duration=20, print_exception=False)
 
 
 def _convert(exc: Exception, where: str) -> gr.Error:
@@ -894,6 +898,7 @@ class DemoApp:
                 height="auto",
                 object_fit="contain",
                 elem_id=f"gallery-{op.name}",
+                elem_classes=["idinvert-gallery"],
             )
             animation = gr.Image(
                 label="Animation" if op.layout is Layout.SEQUENCES else "Result grid",
