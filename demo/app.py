@@ -64,6 +64,7 @@ CSS = f"""
   grid-template-columns: repeat(auto-fill, minmax(120px, 160px)) !important;
 }}
 .idinvert-note p {{margin: 0}}
+#status {{min-height: 1.6em}}
 """
 
 #: Quick-edit sliders when several models are configured (labels follow the chosen model).
@@ -340,6 +341,8 @@ class DemoApp:
         else:
             image = resize_to_model(photo, bundle.resolution)
         skip = [gr.skip()] * 9
+        start = "Encoding" + (f", then optimizing {steps_int} steps" if steps_int else "") + "…"
+        yield (*skip[:3], start, _curve(None, steps_int), *skip[5:])
         history: dict[str, list[float]] = {}
         weights = loss_weights(expert)
         out = None
@@ -348,7 +351,7 @@ class DemoApp:
                 _extend_history(history, value)
                 status = f"Optimizing: step {value.step} of {value.total}"
                 frame = _loss_frame_lists(history, weights)
-                yield (*skip[:3], status, frame, *skip[5:])
+                yield (*skip[:3], status, _curve(frame, steps_int), *skip[5:])
             else:
                 out = value
         assert out is not None
@@ -379,7 +382,7 @@ class DemoApp:
             self._png(folder, f"{name}_encoder", out.encoder_image),
             final,
             metrics,
-            _loss_frame(out.history, weights),
+            _loss_frame(out.history, weights),  # the axis was fixed by the first update
             self._codes_file(folder, out.codes, f"{name}_codes.npy"),
             new_session,
             final,
@@ -1046,6 +1049,13 @@ def _loss_frame(
             "term": pd.Series(terms, dtype="object"),
         }
     )
+
+
+def _curve(frame: pd.DataFrame | None, steps: int) -> Any:
+    """A streamed update of the loss plot: the table, with the step axis fixed to the whole
+    run (integer ticks; the curve grows from left to right). The final output is the plain
+    table, so API clients get the same value as before."""
+    return gr.update(value=frame, x_lim=[0, max(steps, 1)])
 
 
 def _metrics_line(
