@@ -33,7 +33,11 @@ class DistContext:
         return self.rank == 0
 
     def close(self) -> None:
+        """Leave the group; every rank waits for the others first (a rank that tears gloo down
+        while a peer still talks to it aborts with 'terminate called without an active
+        exception', seen on a loaded 2-core machine)."""
         if self.owns_group and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
     def all_reduce_mean_(self, t: torch.Tensor) -> torch.Tensor:
