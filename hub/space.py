@@ -84,6 +84,9 @@ LIMITS = DemoLimits(
     default_steps=int(os.environ.get("IDINVERT_DEFAULT_STEPS", "100")),
     max_upload_mb=int(os.environ.get("IDINVERT_MAX_UPLOAD_MB", "10")),
     concurrency=int(os.environ.get("IDINVERT_CONCURRENCY", "2")),
+    max_contexts=int(os.environ.get("IDINVERT_MAX_CONTEXTS", "4")),
+    max_sessions=int(os.environ.get("IDINVERT_MAX_SESSIONS", "200")),
+    session_ttl_s=int(os.environ.get("IDINVERT_SESSION_TTL", "3600")),
 )
 demo = build_demo(os.environ.get("IDINVERT_MODEL") or DEFAULT_MODEL, "auto", LIMITS)
 
@@ -426,6 +429,10 @@ Settings (Space variables):
 | `IDINVERT_DEFAULT_STEPS` | steps preselected in the UI | 100 |
 | `IDINVERT_MAX_UPLOAD_MB` | upload size cap | 10 |
 | `IDINVERT_CONCURRENCY` | inversions running at once (the queue holds the rest) | 2 |
+| `IDINVERT_MAX_CONTEXTS` | context images per semantic diffusion | 4 |
+| `IDINVERT_MAX_SESSIONS` | sessions whose state is kept in memory | 200 |
+| `IDINVERT_SESSION_TTL` | seconds a session's state and files live after its last action | 3600 |
+| `IDINVERT_MODELS` | several models side by side: `label=ref,label=ref,...` (a selector) | unset |
 | `IDINVERT_GPU_SECONDS` | ZeroGPU time requested per inversion/edit | 120 |
 
 A private model repo needs an `HF_TOKEN` secret with read access.

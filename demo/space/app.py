@@ -23,6 +23,9 @@ LIMITS = DemoLimits(
     default_steps=int(os.environ.get("IDINVERT_DEFAULT_STEPS", "100")),
     max_upload_mb=int(os.environ.get("IDINVERT_MAX_UPLOAD_MB", "10")),
     concurrency=int(os.environ.get("IDINVERT_CONCURRENCY", "2")),
+    max_contexts=int(os.environ.get("IDINVERT_MAX_CONTEXTS", "4")),
+    max_sessions=int(os.environ.get("IDINVERT_MAX_SESSIONS", "200")),
+    session_ttl_s=int(os.environ.get("IDINVERT_SESSION_TTL", "3600")),
 )
 demo = build_demo(os.environ.get("IDINVERT_MODEL") or DEFAULT_MODEL, "auto", LIMITS)
 
