@@ -1,6 +1,7 @@
-"""``idinvert train encoder | boundary | export``: click commands the lead adds to ``train_group``.
+"""``idinvert train encoder | boundary | export``: click commands added to ``train_group``
+(``training/train_cli.py``; the CLI lists the group in ``cli/main.py``).
 
-Also runnable as a module (what ``torchrun`` needs before the commands are wired)::
+Also runnable as a module (what ``torchrun`` launches on every rank)::
 
     torchrun --nproc_per_node=2 -m idinvert.training.encoder_cli encoder --gan RUN ...
 """

@@ -1,6 +1,6 @@
 """``idinvert eval``: compare encoder-only, MSE-only and in-domain inversion on held-out renders.
 
-The lead wires :data:`eval_command` into the main CLI (``core/cli.py`` lists it lazily).
+:data:`eval_command` is listed (imported lazily) in ``cli/main.py``'s ``SUBCOMMANDS``.
 """
 
 from __future__ import annotations
