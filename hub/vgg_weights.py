@@ -312,11 +312,14 @@ def _hf_cache_has_repo(repo_id: str) -> bool:
     environment variables huggingface_hub uses; importing the client costs ≈ 0.5-0.9 s)."""
     cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
     if not cache:
-        home = os.environ.get("HF_HOME") or Path(
-            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        ) / "huggingface"
+        home = (
+            os.environ.get("HF_HOME")
+            or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+        )
         cache = Path(home) / "hub"
-    return (Path(cache).expanduser() / ("models--" + repo_id.replace("/", "--"))).is_dir()
+    from idinvert.hub.download import _storage_folder
+
+    return _storage_folder(repo_id, Path(cache).expanduser()).is_dir()
 
 
 def _from_hub_cache(src: _HubSource, tried: list[str]) -> VggWeights | None:
@@ -498,6 +501,20 @@ def unavailable_message() -> str:
     )
 
 
+def perceptual_net_from(weights: VggWeights, config: PerceptualConfig) -> PerceptualNet:
+    """A frozen :class:`PerceptualNet` for ``config`` holding torchvision's VGG16 ``weights``
+    (built without random initialisation; the conv tensors are taken as they are)."""
+    from idinvert.core.models import assign_state, build_without_init
+
+    state = {
+        f"layer{i}.{p}": weights.state[f"features.{i}.{p}"]
+        for i in CONV_INDICES
+        for p in ("weight", "bias")
+    }
+    net = assign_state(build_without_init(lambda: PerceptualNet(config)), state)
+    return net.eval().requires_grad_(False)
+
+
 def vgg16_perceptual_net(device: str | torch.device = "cpu") -> PerceptualNet | None:
     """A frozen :class:`~idinvert.core.models.perceptual.PerceptualNet` with torchvision's VGG16
     (torchvision preprocessing, features scaled by ``TORCHVISION_OUTPUT_SCALE``), or ``None``
@@ -506,18 +523,7 @@ def vgg16_perceptual_net(device: str | torch.device = "cpu") -> PerceptualNet | 
     if weights is None:
         logger.info("%s", unavailable_message())
         return None
-    net = PerceptualNet(
-        PerceptualConfig(
-            preprocessing="torchvision",
-            output_scale=TORCHVISION_OUTPUT_SCALE,
-            source=weights.source,
-        )
+    config = PerceptualConfig(
+        preprocessing="torchvision", output_scale=TORCHVISION_OUTPUT_SCALE, source=weights.source
     )
-    state = {
-        f"layer{i}.{p}": weights.state[f"features.{i}.{p}"]
-        for i in CONV_INDICES
-        for p in ("weight", "bias")
-    }
-    net.load_state_dict(state, strict=True)
-    net.eval().requires_grad_(False)
-    return net.to(device)
+    return perceptual_net_from(weights, config).to(device)

@@ -74,6 +74,21 @@ class OfficialConfig:
         return res >= 128 if self.fused_scale == "auto" else bool(self.fused_scale)
 
 
+#: ffhq256's 14 layers and 512-wide z/w (so the official ffhq256 boundaries apply) at reduced
+#: channel widths: a 256 px official-layout model small enough for the default test suite.
+REDUCED_FFHQ256 = OfficialConfig(
+    resolution=256,
+    z_dim=512,
+    w_dim=512,
+    mapping_layers=2,
+    mapping_hidden=64,
+    fmaps_base=512,
+    fmaps_max=16,
+    encoder_base=4,
+    encoder_max=16,
+)
+
+
 def _blur(channels: int) -> torch.Tensor:
     k = torch.tensor([1.0, 2.0, 1.0])
     return (k[:, None] * k[None, :] / 16.0).expand(channels, 1, 3, 3).clone()

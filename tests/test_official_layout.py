@@ -18,6 +18,7 @@ import pytest
 import torch
 from cli_helpers import run_cli
 from official_layout import (
+    REDUCED_FFHQ256,
     OfficialConfig,
     official_encode,
     official_encoder_state,
@@ -169,17 +170,7 @@ def test_official_layout_converts_and_matches_the_official_forward(capsys, tmp_p
 def reduced_256(tmp_path_factory) -> Path:
     """A 256 px official-layout model at reduced widths (w dim 512, so the official ffhq256
     boundaries apply), converted with its boundaries and a VGG16 in the official layout."""
-    cfg = OfficialConfig(
-        resolution=256,
-        z_dim=512,
-        w_dim=512,
-        mapping_layers=2,
-        mapping_hidden=64,
-        fmaps_base=512,
-        fmaps_max=16,
-        encoder_base=4,
-        encoder_max=16,
-    )
+    cfg = REDUCED_FFHQ256
     root = tmp_path_factory.mktemp("reduced256")
     _write_official(cfg, root, "stale")
     torch.save(official_vgg16_state(), root / "vgg16.pth")

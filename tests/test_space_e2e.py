@@ -25,7 +25,7 @@ import torch
 from conftest import free_port
 from hub_standin import StandinHub, cli_env, read_folder, run_cli, timm_vgg16_layout
 from official_layout import (
-    OfficialConfig,
+    REDUCED_FFHQ256,
     official_encoder_state,
     official_generator_state,
     official_vgg16_state,
@@ -44,18 +44,7 @@ DATA = Path(__file__).resolve().parent / "data"
 PHOTO = DATA / "astronaut.jpg"
 BOUNDARIES = DATA / "reference" / "boundaries" / "stylegan_ffhq256"
 REPO_ID = "alice/idinvert-ffhq256-tiny"
-#: Reduced widths; z/w 512 and 14 layers like ffhq256, so the official boundaries apply.
-CONFIG = OfficialConfig(
-    resolution=256,
-    z_dim=512,
-    w_dim=512,
-    mapping_layers=2,
-    mapping_hidden=64,
-    fmaps_base=512,
-    fmaps_max=16,
-    encoder_base=4,
-    encoder_max=16,
-)
+CONFIG = REDUCED_FFHQ256
 
 
 @pytest.fixture(scope="module")

@@ -10,26 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from official_layout import VGG16_CONVS
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
 """The official reference material copied into the repository (see its README.md)."""
 DEFAULT_VECTORS = REFERENCE / "vectors" / "A"
-
-_VGG_CONVS = [
-    (0, 3, 64),
-    (2, 64, 64),
-    (5, 64, 128),
-    (7, 128, 128),
-    (10, 128, 256),
-    (12, 256, 256),
-    (14, 256, 256),
-    (17, 256, 512),
-    (19, 512, 512),
-    (21, 512, 512),
-    (24, 512, 512),
-    (26, 512, 512),
-    (28, 512, 512),
-]
 
 
 def vectors_dir() -> Path:
@@ -50,7 +35,7 @@ def random_vgg_state(seed: int) -> dict[str, torch.Tensor]:
     """The vector sets' random VGG16 weights, regenerated with numpy (recipe in their README)."""
     rng = np.random.RandomState(seed)
     state = {}
-    for idx, cin, cout in _VGG_CONVS:
+    for idx, cin, cout in VGG16_CONVS:
         w = rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))
         b = rng.standard_normal((cout,)) * 0.01
         state[f"layer{idx}.weight"] = torch.from_numpy(w.astype(np.float32))
