@@ -312,4 +312,3 @@ def invert(
             histories.append(hist)
     history = {k: np.concatenate([h[k] for h in histories], axis=1) for k in LOSS_NAMES}
     return InversionResult(torch.cat(codes), torch.cat(inits), history, time.perf_counter() - start)
-
