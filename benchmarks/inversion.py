@@ -214,6 +214,8 @@ def main() -> None:
             f"{prec}: a 100-step inversion ≈ {100 * one:.2f} s at batch 1; "
             f"≈ {1 / (100 * many):.2f} images/s at batch {args.batch} (from the minima)"
         )
+    if device.type == "cpu":
+        print_flop_floors(bundle, targets[:1], settings, precisions)
     for stat, fn in (("min", min), ("median", median)):
         ref = fn(times["official"])
         cells = ", ".join(f"{label} {ref / fn(times[k]):.2f}x" for k, label in short.items())
@@ -236,6 +238,36 @@ def main() -> None:
         raise SystemExit("fp32 objective mismatch > 1 %: the comparison is invalid")
     if "bf16" in precisions and args.check_images > 0:
         bf16_objective_check(args.check_images, settings)
+
+
+def print_flop_floors(
+    bundle: ModelBundle, target: torch.Tensor, settings: InversionSettings, precisions: list[str]
+) -> None:
+    """The machine's floor per step: convolution/matmul FLOPs of one idinvert step (counted by
+    ``torch.utils.flop_counter``, forward and backward) over the measured peak of a large
+    matrix product in each precision on this device (all threads)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        invert(bundle, target, settings.with_(steps=1))
+    init = FlopCounterMode(display=False)
+    with init:
+        invert(bundle, target, settings.with_(steps=0))
+    step_flops = counter.get_total_flops() - init.get_total_flops()
+    for prec in precisions:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[prec]
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        peak = 10 * 2 * 2048**3 / (time.perf_counter() - start)
+        print(
+            f"{prec} floor: {step_flops / 1e9:.0f} GFLOP per step (conv + matmul, fwd + bwd) / "
+            f"{peak / 1e9:.0f} GFLOP/s (2048² matmul peak, this device) = "
+            f"{step_flops / peak:.2f} s per step"
+        )
 
 
 def bf16_objective_check(n: int, settings: InversionSettings) -> None:

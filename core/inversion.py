@@ -161,19 +161,19 @@ def _optimize_chunk(
     """Optimise one chunk on the bundle's device; returns codes ``[n, L, D]`` and history.
 
     ``target [n, 3, R, R]``, ``init [n, L, D]`` and ``mask`` are in the bundle's dtype; with
-    ``settings.precision`` "bf16" the networks run on bfloat16 copies (the generator's
-    epilogues and ToRGB stay float32, see :func:`idinvert.core.precision.lowered_copy`) and
-    every network output is cast back to the bundle's dtype before it enters a loss.
+    ``settings.precision`` "bf16" the networks run on bfloat16 copies whose modules cast their
+    inputs to their own dtype (the generator's epilogues and ToRGB, the first layers of the
+    encoder and the VGG and the encoder's dense layer stay float32, see
+    :func:`idinvert.core.precision.lowered_copy`), and every network output is cast back to
+    the bundle's dtype before it enters a loss.
     """
     run_dtype = precision_dtype(settings.precision)
     nets = bundle if settings.precision == "fp32" else bundle.lowered(run_dtype)
     out_dtype = target.dtype
 
-    def run(net: torch.nn.Module | None, x: torch.Tensor, cast_input: bool = True) -> torch.Tensor:
+    def run(net: torch.nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         assert net is not None
-        if nets is bundle:
-            return net(x)
-        return net(x.to(run_dtype) if cast_input else x).to(out_dtype)
+        return net(x) if nets is bundle else net(x).to(out_dtype)
 
     G, E, F = nets.generator.synthesis, nets.encoder, nets.perceptual
     use_feat = settings.perceptual_weight > 0
@@ -192,7 +192,7 @@ def _optimize_chunk(
     history = {k: np.zeros((settings.steps, n), dtype=np.float32) for k in LOSS_NAMES}
     zero = torch.zeros(n, device=target.device)
     for step in range(settings.steps):
-        recon = run(G, z, cast_input=False)  # the synthesis casts per layer (float32 styles)
+        recon = run(G, z)
         l_pix = pixel_loss(target, recon, mask)
         total = settings.pixel_weight * l_pix
         l_feat = zero

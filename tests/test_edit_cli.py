@@ -408,8 +408,10 @@ def test_diffuse_reproduces_the_official_vectors(
     ]
     codes = np.load(out / "codes.npy")
     ref = V.load("diffusion_5_final_code.npy")
-    np.testing.assert_allclose(codes, ref, rtol=0, atol=2e-3)
-    assert np.abs(codes - ref).mean() < 2e-4
+    # the vectors' README tolerance for diffusion (a float64 re-run of the official math
+    # drifts as far): atol 1e-2, mean |diff| < 1e-3
+    np.testing.assert_allclose(codes, ref, rtol=0, atol=1e-2)
+    assert np.abs(codes - ref).mean() < 1e-3
     stitched = np.asarray(Image.open(out / "target_TO_ctx1_input.png"))
     import torch
 

@@ -54,14 +54,28 @@ def test_lowered_copies_are_cached_and_leave_the_bundle_alone():
     b = build_tiny_bundle(resolution=16, w_dim=8, perceptual=True)
     low = b.lowered(torch.bfloat16)
     assert low is b.lowered(torch.bfloat16)
-    for net in (low.encoder, low.perceptual):
-        assert {p.dtype for p in net.parameters()} == {torch.bfloat16}
-    # the generator's convolutions are bf16; its epilogues (instance norm, styles) and ToRGB
-    # stay float32
-    for name, param in low.generator.named_parameters():
-        kept = "epilogue" in name or name.startswith("synthesis.output")
-        assert param.dtype == (torch.float32 if kept else torch.bfloat16), name
+    # bf16 everywhere except: the generator's epilogues (instance norm, styles) and ToRGB,
+    # the encoder's first (3-channel) and last (dense) blocks, the VGG's first convolution
+    last_block = f"block{b.encoder.config.num_blocks - 1}."
+    kept_prefixes = {
+        "generator": ("synthesis.output",),
+        "encoder": ("block0.", last_block),
+        "perceptual": ("layer0.",),
+    }
+    for net_name, prefixes in kept_prefixes.items():
+        for name, param in getattr(low, net_name).named_parameters():
+            kept = name.startswith(prefixes) or ".epilogue." in name
+            assert param.dtype == (torch.float32 if kept else torch.bfloat16), (net_name, name)
     assert any(p.dtype == torch.bfloat16 for p in low.generator.synthesis.parameters())
+    # conv kernels channels-last (oneDNN's bf16 layout); float32 tensors other than kernels
+    # are the bundle's own (no copy of the encoder's dense layer)
+    kernel = low.perceptual.layer2.weight
+    assert kernel.is_contiguous(memory_format=torch.channels_last) and kernel.ndim == 4
+    assert low.encoder.get_submodule(last_block + "fc").weight.data_ptr() == (
+        b.encoder.get_submodule(last_block + "fc").weight.data_ptr()
+    )
+    # the VGG's input normalisation constants keep their float32 values
+    assert torch.equal(low.perceptual.normalize.shift, b.perceptual.normalize.shift)
     for net in low.networks():
         assert not any(p.requires_grad for p in net.parameters())
     for net in b.networks():

@@ -13,7 +13,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idinvert.core.models.derived import derived
 from idinvert.core.models.layers import LEAKY_SLOPE, BatchNormBlock, WScaleBias
+
+
+def _conv_bn_lrelu(
+    owner: nn.Module,
+    name: str,
+    x: torch.Tensor,
+    conv: nn.Conv2d,
+    bn: BatchNormBlock,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``LeakyReLU(bn(conv(x) + bias))`` for ``x [B, C_in, r, r]`` → ``[B, C_out, r, r]``.
+
+    In training mode the BatchNorm normalises with batch statistics, as written. In eval mode
+    it is an affine map folded into the convolution (kernel and bias computed once while the
+    weights stay frozen): one convolution with bias and an in-place LeakyReLU instead of four
+    passes over the activations, forward and backward.
+    """
+    pad = conv.padding
+    if bn.training:
+        y = F.conv2d(x, conv.weight, padding=pad)
+        if bias is not None:
+            y = y + bias.view(1, -1, 1, 1)
+        return F.leaky_relu(bn(y), LEAKY_SLOPE)
+    sources = [conv.weight, *bn.sources(), *([] if bias is None else [bias])]
+    weight = derived(
+        owner, f"{name}.weight", lambda: bn.fold_into_conv(conv.weight, bias)[0], sources
+    )
+    folded_bias = derived(
+        owner, f"{name}.bias", lambda: bn.fold_into_conv(conv.weight, bias)[1], sources
+    )
+    y = F.conv2d(x, weight, folded_bias, padding=pad)
+    return F.leaky_relu(y, LEAKY_SLOPE, inplace=True)
 
 
 @dataclass(frozen=True)
@@ -67,7 +100,13 @@ class EncoderConfig:
 
 
 class FirstBlock(nn.Module):
-    """conv3×3 (no bias) → BN → LeakyReLU at full resolution."""
+    """conv3×3 (no bias) → BN → LeakyReLU at full resolution.
+
+    Computes in its own dtype; a bfloat16 copy keeps it float32 (``keep_float32``): a
+    3-channel input leaves bfloat16 kernels (AMX) idle and is 4× slower there.
+    """
+
+    keep_float32 = True
 
     def __init__(self, in_channels: int, out_channels: int, trainable_gamma: bool) -> None:
         super().__init__()
@@ -75,7 +114,7 @@ class FirstBlock(nn.Module):
         self.bn = BatchNormBlock(out_channels, trainable_gamma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.bn(self.conv(x)), LEAKY_SLOPE)
+        return _conv_bn_lrelu(self, "conv", x.to(self.conv.weight.dtype), self.conv, self.bn)
 
 
 class ResBlock(nn.Module):
@@ -98,20 +137,26 @@ class ResBlock(nn.Module):
         self.bn2 = BatchNormBlock(out_channels, trainable_gamma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, C_in, r, r]`` → ``[B, C_out, r, r]``."""
+        """``x [B, C_in, r, r]`` → ``[B, C_out, r, r]`` (in this block's dtype)."""
+        x = x.to(self.conv1.weight.dtype)
         if self.has_shortcut_conv:
-            shortcut = F.leaky_relu(self.bn(self.conv(x)), LEAKY_SLOPE)
+            shortcut = _conv_bn_lrelu(self, "shortcut", x, self.conv, self.bn)
         else:
             shortcut = x
-        y = self.conv1(x) + self.wscale1.bias.view(1, -1, 1, 1)
-        y = F.leaky_relu(self.bn1(y), LEAKY_SLOPE)
-        y = self.conv2(y) + self.wscale2.bias.view(1, -1, 1, 1)
-        y = F.leaky_relu(self.bn2(y), LEAKY_SLOPE)
+        y = _conv_bn_lrelu(self, "conv1", x, self.conv1, self.bn1, self.wscale1.bias)
+        y = _conv_bn_lrelu(self, "conv2", y, self.conv2, self.bn2, self.wscale2.bias)
         return y + shortcut
 
 
 class LastBlock(nn.Module):
-    """Flatten (C, H, W order) → dense (no bias, scale ``1/sqrt(in)``) → BN over features."""
+    """Flatten (C, H, W order) → dense (no bias, scale ``1/sqrt(in)``) → BN over features.
+
+    Computes in its own dtype; a bfloat16 copy keeps it float32 (``keep_float32``): at batch 1
+    the dense layer is a matrix-vector product bound by memory, where bfloat16 kernels were
+    measured slower than float32, and the codes come out unrounded.
+    """
+
+    keep_float32 = True
 
     def __init__(self, in_features: int, out_features: int, trainable_gamma: bool) -> None:
         super().__init__()
@@ -121,6 +166,7 @@ class LastBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, 4, 4]`` → ``[B, out_features]``."""
+        x = x.to(self.fc.weight.dtype)
         y = F.linear(x.reshape(x.shape[0], -1), self.fc.weight) * self.scale
         return self.bn(y[:, :, None, None])[:, :, 0, 0]
 

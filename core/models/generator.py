@@ -16,11 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idinvert.core.models.derived import derived
 from idinvert.core.models.layers import (
     LEAKY_SLOPE,
     DenseBlock,
     blur_kernel,
     fused_upsample_kernel,
+    upsample_conv_kernel,
 )
 
 FusedScale = Literal["auto"] | bool
@@ -228,13 +230,30 @@ class Epilogue(nn.Module):
         bias = self.bias.view(1, -1, 1, 1)
         if randomize_noise:
             x = self.apply_noise(x, True) + bias
-        else:  # noise and bias summed first: one pass over x instead of two
-            x = x + (self.apply_noise.noise * self.apply_noise.weight.view(1, -1, 1, 1) + bias)
-        x = F.leaky_relu(x, LEAKY_SLOPE)
+        else:  # noise and bias summed first (and kept while frozen): one pass over x, not two
+            noise = self.apply_noise
+            sources = [noise.noise, noise.weight, self.bias]
+            layout = _layout(x)
+            x = x + derived(
+                self,
+                f"noise_bias.{layout}",
+                lambda: (noise.noise * noise.weight.view(1, -1, 1, 1) + bias).contiguous(
+                    memory_format=layout
+                ),
+                sources,
+            )
+        x = F.leaky_relu(x, LEAKY_SLOPE, inplace=True)  # x is this function's own sum
         # The official x − mean, then x / sqrt(mean(x²) + 1e-8), is an instance norm with the
         # biased variance; the fused kernel is ≈ 2× faster forward and backward (≤ 4e-6 apart).
         x = F.instance_norm(x, eps=1e-8)
         return self.style_mod(x, w)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` if ``x [B, C, H, W]`` is stored channels-last, else contiguous."""
+    if x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 class ConstBlock(nn.Module):
@@ -292,15 +311,18 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, randomize_noise: bool) -> torch.Tensor:
         """``x [B, C_in, r, r]`` (``r/2`` when upsampling) → ``[B, C_out, r, r]``."""
-        x = x.to(self.kernel.dtype)
+        kernel = self.kernel
+        x = x.to(kernel.dtype)
         if self.fused:
-            kernel = fused_upsample_kernel(self.weight, self.scale)
-            x = F.conv_transpose2d(x, kernel, stride=2, padding=1)
-        else:
-            if self.upsample:
-                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            # the official conv(x, w) · scale, with the scale folded into the small weight
-            x = F.conv2d(x, self.conv.weight * self.scale, padding=1)
+            k = derived(self, "kernel", lambda: fused_upsample_kernel(kernel, self.scale), [kernel])
+            x = F.conv_transpose2d(x, k, stride=2, padding=1)
+        elif self.upsample:  # nearest ×2 + conv(·, w) · scale, as one transposed convolution
+            k = derived(self, "kernel", lambda: upsample_conv_kernel(kernel, self.scale), [kernel])
+            x = F.conv_transpose2d(x, k, stride=2, padding=1)
+        else:  # the official conv(x, w) · scale, with the scale folded into the small weight
+            x = F.conv2d(
+                x, derived(self, "kernel", lambda: kernel * self.scale, [kernel]), padding=1
+            )
         if self.upsample:
             x = F.conv2d(x, self.blur.kernel, padding=1, groups=x.shape[1])
         return self.epilogue(x, w, randomize_noise)
@@ -331,8 +353,11 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(image_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.conv.weight.dtype)
-        return F.conv2d(x, self.conv.weight * self.scale, self.bias)
+        weight = self.conv.weight
+        x = x.to(weight.dtype)
+        return F.conv2d(
+            x, derived(self, "weight", lambda: weight * self.scale, [weight]), self.bias
+        )
 
 
 class Synthesis(nn.Module):

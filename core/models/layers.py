@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idinvert.core.models.derived import derived
+
 LEAKY_SLOPE = 0.2
 
 
@@ -65,7 +67,12 @@ class DenseBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, in_features]`` → ``[B, out_features]``."""
-        out = F.linear(x, self.fc.weight) * self.weight_scale + self.wscale.scaled_bias()
+        weight, bias = self.fc.weight, self.wscale.bias
+        out = F.linear(
+            x,
+            derived(self, "weight", lambda: weight * self.weight_scale, [weight]),
+            derived(self, "bias", self.wscale.scaled_bias, [bias]),
+        )
         return F.leaky_relu(out, LEAKY_SLOPE) if self.activate else out
 
     def extra_repr(self) -> str:
@@ -93,6 +100,35 @@ class BatchNormBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, H, W]`` → same shape."""
         return self.bn(x)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode BatchNorm as an affine map ``x · multiplier + shift``, both ``[C]``:
+        ``multiplier = γ / sqrt(running_var + eps)``, ``shift = β − running_mean · multiplier``.
+        """
+        bn = self.bn
+        multiplier = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        return multiplier, bn.bias - bn.running_mean * multiplier
+
+    def fold_into_conv(
+        self, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode ``bn(conv(x, weight) + bias)`` as one ``conv(x, weight', bias')``.
+
+        Args:
+            weight: ``[C, C_in, k, k]`` convolution kernel.
+            bias: ``[C]`` bias added before the BatchNorm, or ``None``.
+
+        Returns:
+            ``weight' [C, C_in, k, k]`` and ``bias' [C]``.
+        """
+        multiplier, shift = self.folded()
+        folded_bias = shift if bias is None else bias * multiplier + shift
+        return weight * multiplier.view(-1, 1, 1, 1), folded_bias
+
+    def sources(self) -> list[torch.Tensor]:
+        """The tensors :meth:`folded` reads (for :func:`~idinvert.core.models.derived.derived`)."""
+        bn = self.bn
+        return [bn.weight, bn.bias, bn.running_mean, bn.running_var]
 
 
 def blur_kernel(channels: int) -> torch.Tensor:
@@ -122,3 +158,17 @@ def fused_upsample_kernel(weight_tf: torch.Tensor, scale: float) -> torch.Tensor
     k = F.pad(weight_tf * scale, (0, 0, 0, 0, 1, 1, 1, 1))  # [5, 5, C_in, C_out]
     k = k[1:, 1:] + k[:-1, 1:] + k[1:, :-1] + k[:-1, :-1]  # [4, 4, C_in, C_out]
     return k.permute(2, 3, 0, 1)
+
+
+def upsample_conv_kernel(weight: torch.Tensor, scale: float) -> torch.Tensor:
+    """:func:`fused_upsample_kernel` for a PyTorch-layout kernel ``[C_out, C_in, 3, 3]``.
+
+    The non-fused blocks' nearest ×2 upsampling + 3×3 convolution is the same linear map; as a
+    stride-2 transposed convolution it costs 4 instead of 9 multiply-adds per output pixel and
+    channel pair, and skips the upsampled intermediate.
+
+    Returns:
+        ``[C_in, C_out, 4, 4]`` kernel for ``conv_transpose2d(stride=2, padding=1)``.
+    """
+    # a transposed convolution applies its kernel mirrored: flip, then the TF layout
+    return fused_upsample_kernel(weight.flip(2, 3).permute(2, 3, 1, 0), scale)

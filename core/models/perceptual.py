@@ -74,6 +74,37 @@ class PerceptualConfig:
         return asdict(self)
 
 
+class InputNormalization(nn.Module):
+    """RGB ``[B, 3, H, W]`` in [−1, 1] → a VGG16's input convention, computed in float32.
+
+    ``y = (x + 1) · scale − shift`` per channel (after the RGB → BGR permutation for caffe).
+    The constants are non-persistent float32 buffers that a bfloat16 copy keeps
+    (``keep_float32``): rounded to bfloat16, the caffe mean 103.939 would become 104.
+    """
+
+    keep_float32 = True
+
+    def __init__(self, preprocessing: Preprocessing) -> None:
+        super().__init__()
+        self.preprocessing = preprocessing
+        cpu = torch.device("cpu")  # constants, also when the layers are built on "meta"
+        if preprocessing == "caffe":
+            shift = torch.tensor(CAFFE_MEAN_BGR, device=cpu)
+            scale = torch.full((3,), 127.5, device=cpu)
+        else:
+            std = torch.tensor(IMAGENET_STD_RGB, device=cpu)
+            shift = torch.tensor(IMAGENET_MEAN_RGB, device=cpu) / std
+            scale = 0.5 / std
+        self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.scale.dtype)
+        if self.preprocessing == "caffe":
+            return ((x + 1.0) * 255.0 / 2.0)[:, [2, 1, 0]] - self.shift
+        return (x + 1.0) * self.scale - self.shift
+
+
 class PerceptualNet(nn.Module):
     """VGG16 features to ReLU(conv4_3): image ``[B, 3, H, W]`` in [−1, 1] (RGB) →
     ``[B, 512, H/8, W/8]``.
@@ -88,24 +119,12 @@ class PerceptualNet(nn.Module):
         for idx in CONV_INDICES:
             cin, cout = _CHANNELS[idx]
             self.add_module(f"layer{idx}", nn.Conv2d(cin, cout, 3, padding=1))
-        cpu = torch.device("cpu")  # constants, also when the layers are built on "meta"
-        if self.config.preprocessing == "caffe":
-            shift = torch.tensor(CAFFE_MEAN_BGR, device=cpu)
-            scale = torch.full((3,), 127.5, device=cpu)
-        else:
-            std = torch.tensor(IMAGENET_STD_RGB, device=cpu)
-            shift = torch.tensor(IMAGENET_MEAN_RGB, device=cpu) / std
-            scale = 0.5 / std
-        # Inputs x in [-1, 1] are mapped affinely: y = (x + 1) * scale - shift (per channel,
-        # after the channel permutation for caffe).
-        self.register_buffer("input_scale", scale.view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("input_shift", shift.view(1, 3, 1, 1), persistent=False)
+        self.layer0.keep_float32 = True  # 3 input channels: bfloat16 kernels are 4× slower
+        self.normalize = InputNormalization(self.config.preprocessing)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """RGB ``[B, 3, H, W]`` in [−1, 1] → the network's input convention."""
-        if self.config.preprocessing == "caffe":
-            return ((x + 1.0) * 255.0 / 2.0)[:, [2, 1, 0]] - self.input_shift
-        return (x + 1.0) * self.input_scale - self.input_shift
+        return self.normalize(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, 3, H, W]`` in [−1, 1] → features ``[B, 512, H/8, W/8]`` (≥ 0)."""
@@ -113,7 +132,8 @@ class PerceptualNet(nn.Module):
             raise ValueError(f"perceptual input must be [B, 3, H, W], got {list(x.shape)}")
         y = self.preprocess(x)
         for idx in CONV_INDICES:
-            y = F.relu(getattr(self, f"layer{idx}")(y))
+            conv = getattr(self, f"layer{idx}")  # each layer computes in its own dtype
+            y = F.relu(conv(y.to(conv.weight.dtype)), inplace=True)  # on a fresh conv output
             if idx in _POOL_AFTER:
                 y = F.max_pool2d(y, 2)
         if self.config.output_scale != 1.0:

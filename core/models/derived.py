@@ -1,0 +1,62 @@
+"""Tensors derived from frozen parameters, computed once and reused.
+
+A network that is being inverted (or sampled) never changes its weights, yet its forward pass
+rebuilds the same run-time tensors every call: equalized-learning-rate scaled kernels, fused
+up-convolution kernels, BatchNorm folded into the preceding convolution, the fixed noise times
+its strength plus the bias. :func:`derived` computes such a tensor once and returns the stored
+copy for as long as its source parameters are the same tensors at the same version (PyTorch
+bumps a tensor's version on every in-place change: ``load_state_dict``, optimiser steps,
+``copy_``; ``module.to`` swaps the storage, dtype or device, which are compared too). While
+autograd needs the gradient of a source (training), nothing is stored and the tensor is
+recomputed every call, inside the graph.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+#: Name of the per-module attribute (a dict) that holds the stored tensors.
+CACHE_ATTRIBUTE = "_derived_tensors"
+
+
+def derived(
+    owner: nn.Module,
+    name: str,
+    compute: Callable[[], torch.Tensor],
+    sources: Sequence[torch.Tensor],
+) -> torch.Tensor:
+    """``compute()``, stored on ``owner`` under ``name`` while ``sources`` stay unchanged.
+
+    Args:
+        owner: module that keeps the stored tensor (outside its state dict).
+        name: key of the tensor within ``owner``.
+        compute: builds the tensor from ``sources`` (and constants).
+        sources: every parameter/buffer ``compute`` reads.
+
+    Returns:
+        The derived tensor; recomputed (not stored) when grad mode is on and a source
+        requires a gradient, so training differentiates through it as before.
+    """
+    if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
+        return compute()
+    stamp = tuple((s._version, s.data_ptr(), s.dtype, s.device) for s in sources)
+    store: dict = owner.__dict__.setdefault(CACHE_ATTRIBUTE, {})
+    entry = store.get(name)
+    if entry is not None:
+        refs, old_stamp, value = entry
+        if old_stamp == stamp and all(r() is s for r, s in zip(refs, sources, strict=True)):
+            return value
+    with torch.no_grad():
+        value = compute()
+    store[name] = ([weakref.ref(s) for s in sources], stamp, value)
+    return value
+
+
+def forget_derived(net: nn.Module) -> None:
+    """Drop every stored derived tensor of ``net`` and its submodules (frees their memory)."""
+    for module in net.modules():
+        module.__dict__.pop(CACHE_ATTRIBUTE, None)
