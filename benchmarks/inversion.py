@@ -92,13 +92,17 @@ def official_loop(
 
 
 def ours(
-    bundle: ModelBundle, x: torch.Tensor, steps: int, s: InversionSettings
+    bundle: ModelBundle, x: torch.Tensor, steps: int, s: InversionSettings, compile_step: bool
 ) -> tuple[torch.Tensor, list[float], list[float]]:
     """idinvert's :func:`invert`; returns codes, last per-sample losses, per-step seconds."""
     stamps: list[float] = []
     start = time.perf_counter()
     result = invert(
-        bundle, x, s.with_(steps=steps), callback=lambda info: stamps.append(time.perf_counter())
+        bundle,
+        x,
+        s.with_(steps=steps),
+        callback=lambda info: stamps.append(time.perf_counter()),
+        compile_step=compile_step,
     )
     times = [b - a for a, b in zip([start] + stamps[:-1], stamps, strict=True)]
     return result.codes, result.history["total"][-1].tolist(), times
@@ -158,7 +162,13 @@ def main() -> None:
         "--device",
         default="cpu",
         help="cpu, cuda, cuda:N or mps (both sides run there; one command for a GPU machine: "
-        "python benchmarks/inversion.py --device cuda --batch 16 --check-images 0)",
+        "python benchmarks/inversion.py --device cuda --batch 16 --check-images 0 --compile)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time idinvert with compile_step=True (torch.compile; CUDA graphs on CUDA); "
+        "the first run of each side compiles and is excluded (use --warmup >= 1)",
     )
     parser.add_argument("--reference-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -185,22 +195,30 @@ def main() -> None:
     # after round, and each side's per-iteration times are pooled; the minimum (the quietest
     # window each side got) and the median are both reported.
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    sides = [(prec, b) for prec in precisions for b in (1, args.batch)]
+    compile_modes = (False, True) if args.compile else (False,)
+    sides = [(prec, b, c) for prec in precisions for b in (1, args.batch) for c in compile_modes]
+    if args.compile:  # compile every side once, untimed (one compilation per shape)
+        for prec, b, c in sides:
+            if c:
+                ours(bundle, targets[:b], 2, settings.with_(precision=prec), True)
     times: dict[str, list[float]] = {"official": [], **{_key(*side): [] for side in sides}}
     results: dict[str, tuple[torch.Tensor, float]] = {}
     for _ in range(args.rounds):
         z_ref, loss_ref, t_ref = run_reference_process(args)
         times["official"] += t_ref[args.warmup :]
-        for prec, b in sides:
-            z, loss, t = ours(bundle, targets[:b], steps, settings.with_(precision=prec))
-            times[_key(prec, b)] += [v / b for v in t[args.warmup :]]
-            results[_key(prec, b)] = (z, loss[0])
+        for prec, b, c in sides:
+            z, loss, t = ours(bundle, targets[:b], steps, settings.with_(precision=prec), c)
+            times[_key(prec, b, c)] += [v / b for v in t[args.warmup :]]
+            results[_key(prec, b, c)] = (z, loss[0])
 
     print(
         f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
         f"resolution {r}, {args.rounds} interleaved rounds x {args.iters} timed iterations"
     )
-    short = {_key(p, b): f"{p}, batch {b}" + (" (per image)" * (b > 1)) for p, b in sides}
+    short = {
+        _key(p, b, c): f"{p}, batch {b}" + (" (per image)" * (b > 1)) + (", compiled" * c)
+        for p, b, c in sides
+    }
     labels = {"official": "official-equivalent loop, batch 1"}
     labels.update({k: f"idinvert {v}" for k, v in short.items()})
     for key, label in labels.items():
@@ -209,11 +227,12 @@ def main() -> None:
             f"median {median(times[key]):.3f} s/iteration/image"
         )
     for prec in precisions:  # the Space-facing figures (issue targets: GPU, 256 px)
-        one, many = min(times[_key(prec, 1)]), min(times[_key(prec, args.batch)])
-        print(
-            f"{prec}: a 100-step inversion ≈ {100 * one:.2f} s at batch 1; "
-            f"≈ {1 / (100 * many):.2f} images/s at batch {args.batch} (from the minima)"
-        )
+        for c in compile_modes:
+            one, many = min(times[_key(prec, 1, c)]), min(times[_key(prec, args.batch, c)])
+            print(
+                f"{prec}{', compiled' * c}: a 100-step inversion ≈ {100 * one:.2f} s at batch "
+                f"1; ≈ {1 / (100 * many):.2f} images/s at batch {args.batch} (from the minima)"
+            )
     if device.type == "cpu":
         print_flop_floors(bundle, targets[:1], settings, precisions)
     for stat, fn in (("min", min), ("median", median)):
@@ -297,8 +316,8 @@ def bf16_objective_check(n: int, settings: InversionSettings) -> None:
         raise SystemExit("bf16 objective differs by > 1 % on the trained model")
 
 
-def _key(precision: str, batch: int) -> str:
-    return f"{precision}/b{batch}"
+def _key(precision: str, batch: int, compile_step: bool = False) -> str:
+    return f"{precision}/b{batch}" + "/compiled" * compile_step
 
 
 if __name__ == "__main__":

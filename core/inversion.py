@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from idinvert.core.compiled import compiled, mark_step
 from idinvert.core.losses import domain_loss, feature_loss, pixel_loss
 from idinvert.core.modeldir import ModelBundle
 from idinvert.core.precision import precision_dtype, warn_if_slow
@@ -157,6 +158,7 @@ def _optimize_chunk(
     mask: torch.Tensor | None,
     callback: StepCallback | None,
     offset: int,
+    compile_step: bool = False,
 ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Optimise one chunk on the bundle's device; returns codes ``[n, L, D]`` and history.
 
@@ -186,34 +188,49 @@ def _optimize_chunk(
     masked_target = target * mask if mask is not None else target
     with torch.no_grad():
         target_features = run(F, masked_target) if use_feat else None
-    z = init.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=settings.learning_rate)
-    n = target.shape[0]
-    history = {k: np.zeros((settings.steps, n), dtype=np.float32) for k in LOSS_NAMES}
-    zero = torch.zeros(n, device=target.device)
-    for step in range(settings.steps):
+    zero = torch.zeros(target.shape[0], device=target.device)
+
+    def terms(
+        z: torch.Tensor, target: torch.Tensor, target_features: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The objective's terms at codes ``z`` → ``[4, n]``: pixel, perceptual, domain, total."""
         recon = run(G, z)
         l_pix = pixel_loss(target, recon, mask)
         total = settings.pixel_weight * l_pix
-        l_feat = zero
-        if use_feat:
+        l_feat = l_dom = zero
+        if target_features is not None:
             recon_in = recon * mask if mask is not None else recon
             l_feat = feature_loss(target_features, run(F, recon_in))
             total = total + settings.perceptual_weight * l_feat
-        l_dom = zero
         if use_dom:
             l_dom = domain_loss(z, run(E, recon))
             total = total + settings.domain_weight * l_dom
+        return torch.stack([l_pix, l_feat, l_dom, total])
+
+    if compile_step:
+        terms = compiled(terms, target.device)
+    device = target.device
+    z = init.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=settings.learning_rate)
+    rows: list[torch.Tensor] = []
+    for step in range(settings.steps):
+        if compile_step:
+            mark_step(device)
+        values = terms(z, target, target_features)
         optimizer.zero_grad(set_to_none=True)
-        total.sum().backward()
+        values[3].sum().backward()
         optimizer.step()
-        losses = {"pixel": l_pix, "perceptual": l_feat, "domain": l_dom, "total": total}
-        for name, value in losses.items():
-            history[name][step] = value.detach().float().cpu().numpy()
+        # one transfer per step only when someone watches; else one at the end (no GPU sync)
+        # (a copy: a CUDA-graph replay reuses its output memory)
+        row = values.detach().float().clone()
+        rows.append(row if callback is None else row.cpu())
         if callback is not None:
-            callback(
-                StepInfo(step + 1, settings.steps, {k: v[step] for k, v in history.items()}, offset)
-            )
+            numbers = rows[-1].numpy()
+            losses = {name: numbers[i] for i, name in enumerate(LOSS_NAMES)}
+            callback(StepInfo(step + 1, settings.steps, losses, offset))
+    n = target.shape[0]
+    table = torch.stack(rows).cpu().numpy() if rows else np.zeros((0, 4, n), np.float32)
+    history = {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(LOSS_NAMES)}
     return z.detach(), history
 
 
@@ -252,6 +269,7 @@ def invert(
     batch_size: int | None = None,
     callback: StepCallback | None = None,
     seed: int | None = None,
+    compile_step: bool = False,
 ) -> InversionResult:
     """Invert ``images`` into W+ codes of ``bundle``'s generator.
 
@@ -265,6 +283,8 @@ def invert(
         batch_size: optimise at most this many images at once (``None``: all together).
         callback: called after every step with a :class:`StepInfo`.
         seed: seeds torch's RNG for this call (only randomised noise, if enabled, uses it).
+        compile_step: run the step through ``torch.compile`` (CUDA graphs on CUDA; see
+            :mod:`idinvert.core.compiled`): same objective, a one-off compilation cost.
 
     Returns:
         :class:`InversionResult` with codes on the CPU.
@@ -307,7 +327,7 @@ def invert(
                 codes.append(init.float().cpu())
                 histories.append({k: np.zeros((0, x.shape[0]), np.float32) for k in LOSS_NAMES})
                 continue
-            z, hist = _optimize_chunk(bundle, x, init, settings, m, callback, lo)
+            z, hist = _optimize_chunk(bundle, x, init, settings, m, callback, lo, compile_step)
             codes.append(z.float().cpu())
             histories.append(hist)
     history = {k: np.concatenate([h[k] for h in histories], axis=1) for k in LOSS_NAMES}

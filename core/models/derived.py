@@ -39,10 +39,13 @@ def derived(
 
     Returns:
         The derived tensor; recomputed (not stored) when grad mode is on and a source
-        requires a gradient, so training differentiates through it as before.
+        requires a gradient, so training differentiates through it as before, and while
+        ``torch.compile`` traces (the compiled graph computes it, fused with its neighbours).
     """
-    if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
-        return compute()
+    if torch.compiler.is_compiling() or (
+        torch.is_grad_enabled() and any(s.requires_grad for s in sources)
+    ):
+        return compute()  # in the graph (torch.compile traces it as ordinary operations)
     stamp = tuple((s._version, s.data_ptr(), s.dtype, s.device) for s in sources)
     store: dict = owner.__dict__.setdefault(CACHE_ATTRIBUTE, {})
     entry = store.get(name)
