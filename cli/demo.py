@@ -23,9 +23,22 @@ from idinvert.cli.options import DEVICE, MODEL
     type=click.IntRange(0, 100000),
     help="Server-side cap on optimization steps.",
 )
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(1, 1024),
+    help="CPU threads per computation (default: the cores divided among the 2 computations "
+    "the server runs at once).",
+)
 @click.option("--share", is_flag=True, help="Create a public gradio.live link (needs internet).")
 def demo_command(
-    model_ref: str | None, host: str, port: int, device: str, max_steps: int, share: bool
+    model_ref: str | None,
+    host: str,
+    port: int,
+    device: str,
+    max_steps: int,
+    threads: int | None,
+    share: bool,
 ) -> None:
     """Start the web demo: invert photos and edit them with every registered plugin."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -33,7 +46,9 @@ def demo_command(
     from idinvert.demo.app import build_demo, launch_kwargs
     from idinvert.demo.service import DemoLimits
 
-    limits = DemoLimits(max_steps=max_steps, default_steps=min(100, max_steps))
+    limits = DemoLimits(
+        max_steps=max_steps, default_steps=min(100, max_steps), torch_threads=threads
+    )
     blocks = build_demo(model_ref, device, limits)
     click.echo(f"idinvert demo on http://{host}:{port}  (Ctrl-C to stop)")
     blocks.launch(server_name=host, server_port=port, share=share, **launch_kwargs(limits))

@@ -35,6 +35,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import pandas as pd
+import torch
 
 from idinvert.core.boundaries import load_boundary, model_boundaries
 from idinvert.core.codes import save_codes
@@ -1159,6 +1160,8 @@ def build_demo(
     from idinvert.core.plugins import edit_operations, plugin_errors
     from idinvert.hub.api import load_model
 
+    # before any computation: see DemoLimits.torch_threads
+    torch.set_num_threads((limits or service.DemoLimits()).threads_per_computation())
     entries = model_entries(model_ref)
     if entries[0][0] is None:  # one model: its label is its name
         bundle = load_model(entries[0][1], device)

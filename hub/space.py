@@ -87,6 +87,7 @@ LIMITS = DemoLimits(
     max_contexts=int(os.environ.get("IDINVERT_MAX_CONTEXTS", "4")),
     max_sessions=int(os.environ.get("IDINVERT_MAX_SESSIONS", "200")),
     session_ttl_s=int(os.environ.get("IDINVERT_SESSION_TTL", "3600")),
+    torch_threads=int(os.environ.get("IDINVERT_THREADS") or 0) or None,
 )
 demo = build_demo(os.environ.get("IDINVERT_MODEL") or DEFAULT_MODEL, "auto", LIMITS)
 
@@ -432,6 +433,7 @@ Settings (Space variables):
 | `IDINVERT_MAX_CONTEXTS` | context images per semantic diffusion | 4 |
 | `IDINVERT_MAX_SESSIONS` | sessions whose state is kept in memory | 200 |
 | `IDINVERT_SESSION_TTL` | seconds a session's state and files live after its last action | 3600 |
+| `IDINVERT_THREADS` | CPU threads per computation | cores / `IDINVERT_CONCURRENCY` |
 | `IDINVERT_MODELS` | several models side by side: `label=ref,label=ref,...` (a selector) | unset |
 | `IDINVERT_GPU_SECONDS` | ZeroGPU time requested per inversion/edit | 120 |
 

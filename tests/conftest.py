@@ -14,6 +14,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A demo server sets the process's torch threads (DemoLimits.torch_threads); later tests
+    get the count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def vectors_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference vector set's official checkpoints converted with ``idinvert convert``

@@ -160,3 +160,18 @@ def test_loss_table_is_numeric_weighted_and_skips_terms_that_are_off():
     assert list(frame["term"].unique()) == ["total", "pixel", "domain × 2"]
     assert frame[frame.term == "domain × 2"]["loss"].tolist() == [1.0, 0.5]
     assert frame["step"].tolist()[:2] == [0, 1]
+
+
+def test_threads_per_computation_divide_the_cores(monkeypatch):
+    import torch
+
+    from idinvert.demo.app import build_demo
+
+    monkeypatch.setattr(service.os, "cpu_count", lambda: 8)
+    assert service.DemoLimits(concurrency=2).threads_per_computation() == 4
+    assert service.DemoLimits(concurrency=16).threads_per_computation() == 1
+    assert service.DemoLimits(torch_threads=3).threads_per_computation() == 3
+    monkeypatch.setattr(service.os, "cpu_count", lambda: None)
+    assert service.DemoLimits().threads_per_computation() == 1
+    build_demo(None, "cpu", service.DemoLimits(torch_threads=1), examples=[])
+    assert torch.get_num_threads() == 1

@@ -26,6 +26,7 @@ LIMITS = DemoLimits(
     max_contexts=int(os.environ.get("IDINVERT_MAX_CONTEXTS", "4")),
     max_sessions=int(os.environ.get("IDINVERT_MAX_SESSIONS", "200")),
     session_ttl_s=int(os.environ.get("IDINVERT_SESSION_TTL", "3600")),
+    torch_threads=int(os.environ.get("IDINVERT_THREADS") or 0) or None,
 )
 demo = build_demo(os.environ.get("IDINVERT_MODEL") or DEFAULT_MODEL, "auto", LIMITS)
 
