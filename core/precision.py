@@ -45,7 +45,8 @@ def lowered_copy(net: nn.Module, dtype: torch.dtype) -> nn.Module:
     generator's epilogues and ToRGB, the encoder's first and last blocks, the perceptual net's
     first convolution and input normalisation), and everything inside them, stay float32 and
     share their tensors with ``net`` (no copy: the encoder's last block alone is 470 MB at
-    ffhq256). Every module casts its input to its own dtype, so a copy mixes both freely.
+    ffhq256), except that every 4-D kernel is stored channels-last (a copy where the original
+    is not). Every module casts its input to its own dtype, so a copy mixes both freely.
     Stored derived tensors (:mod:`idinvert.core.models.derived`) are not copied.
     """
     memo: dict[int, object] = {}
