@@ -207,9 +207,9 @@ def _optimize_chunk(
             total = total + settings.domain_weight * l_dom
         return torch.stack([l_pix, l_feat, l_dom, total])
 
-    if compile_step:
-        terms = compiled(terms, target.device)
     device = target.device
+    if compile_step:
+        terms = compiled(terms, device)
     z = init.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=settings.learning_rate)
     rows: list[torch.Tensor] = []
@@ -228,8 +228,7 @@ def _optimize_chunk(
             numbers = rows[-1].numpy()
             losses = {name: numbers[i] for i, name in enumerate(LOSS_NAMES)}
             callback(StepInfo(step + 1, settings.steps, losses, offset))
-    n = target.shape[0]
-    table = torch.stack(rows).cpu().numpy() if rows else np.zeros((0, 4, n), np.float32)
+    table = torch.stack(rows).cpu().numpy()  # [steps, 4, n]; invert() runs >= 1 step here
     history = {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(LOSS_NAMES)}
     return z.detach(), history
 

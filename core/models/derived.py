@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -22,19 +23,22 @@ from torch import nn
 #: Name of the per-module attribute (a dict) that holds the stored tensors.
 CACHE_ATTRIBUTE = "_derived_tensors"
 
+#: A derived tensor, or a tuple of tensors computed together.
+DerivedT = TypeVar("DerivedT", torch.Tensor, tuple[torch.Tensor, ...])
+
 
 def derived(
     owner: nn.Module,
     name: str,
-    compute: Callable[[], torch.Tensor],
+    compute: Callable[[], DerivedT],
     sources: Sequence[torch.Tensor],
-) -> torch.Tensor:
+) -> DerivedT:
     """``compute()``, stored on ``owner`` under ``name`` while ``sources`` stay unchanged.
 
     Args:
         owner: module that keeps the stored tensor (outside its state dict).
         name: key of the tensor within ``owner``.
-        compute: builds the tensor from ``sources`` (and constants).
+        compute: builds the tensor (or a tuple of tensors) from ``sources`` (and constants).
         sources: every parameter/buffer ``compute`` reads.
 
     Returns:
@@ -57,9 +61,3 @@ def derived(
         value = compute()
     store[name] = ([weakref.ref(s) for s in sources], stamp, value)
     return value
-
-
-def forget_derived(net: nn.Module) -> None:
-    """Drop every stored derived tensor of ``net`` and its submodules (frees their memory)."""
-    for module in net.modules():
-        module.__dict__.pop(CACHE_ATTRIBUTE, None)

@@ -39,11 +39,8 @@ def _conv_bn_lrelu(
             y = y + bias.view(1, -1, 1, 1)
         return F.leaky_relu(bn(y), LEAKY_SLOPE)
     sources = [conv.weight, *bn.sources(), *([] if bias is None else [bias])]
-    weight = derived(
-        owner, f"{name}.weight", lambda: bn.fold_into_conv(conv.weight, bias)[0], sources
-    )
-    folded_bias = derived(
-        owner, f"{name}.bias", lambda: bn.fold_into_conv(conv.weight, bias)[1], sources
+    weight, folded_bias = derived(
+        owner, name, lambda: bn.fold_into_conv(conv.weight, bias), sources
     )
     y = F.conv2d(x, weight, folded_bias, padding=pad)
     return F.leaky_relu(y, LEAKY_SLOPE, inplace=True)
