@@ -304,7 +304,13 @@ def _make_world_readable(folder: Path) -> None:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
-def _load_weights(net: nn.Module, path: Path) -> None:
+def load_weights_into(net: nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``net`` (tensors taken as float32, ``assign=True``).
+
+    Raises:
+        ModelFormatError: the file is missing or unreadable, or its names/shapes differ from
+            ``net``'s state dict (missing, unexpected and mismatched keys are listed).
+    """
     if not path.is_file():
         raise ModelFormatError(f"{path.parent}: missing {path.name}")
     try:
@@ -374,9 +380,9 @@ def load_model_dir(
     model_dir = Path(model_dir)
     config = read_model_config(model_dir)
     generator = build_without_init(lambda: Generator(config.generator))
-    _load_weights(generator, model_dir / GENERATOR_FILE)
+    load_weights_into(generator, model_dir / GENERATOR_FILE)
     encoder = build_without_init(lambda: Encoder(config.encoder))
-    _load_weights(encoder, model_dir / ENCODER_FILE)
+    load_weights_into(encoder, model_dir / ENCODER_FILE)
     perceptual = None
     missing_reason = None
     if config.perceptual is not None:
@@ -384,7 +390,7 @@ def load_model_dir(
             model_dir / PERCEPTUAL_FILE
         ).is_file() or config.perceptual.preprocessing != "torchvision":
             perceptual = build_without_init(lambda: PerceptualNet(config.perceptual))
-            _load_weights(perceptual, model_dir / PERCEPTUAL_FILE)
+            load_weights_into(perceptual, model_dir / PERCEPTUAL_FILE)
         elif perceptual_resolver is not None:
             perceptual, missing_reason = perceptual_resolver(config.perceptual)
         else:

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from encoder_fixtures import FACES, make_gan_run, tiny_encoder_config, tiny_gan_config
+from encoder_fixtures import (
+    FACES,
+    make_encoder_run,
+    make_gan_run,
+    tiny_encoder_config,
+    tiny_gan_config,
+)
+from safetensors.torch import load_file
 
 from idinvert.core.models.perceptual import (
     TORCHVISION_OUTPUT_SCALE,
@@ -24,7 +31,7 @@ from idinvert.core.models.perceptual import (
 from idinvert.training import encoder_train as et
 from idinvert.training import gan
 from idinvert.training.discriminator import Discriminator
-from idinvert.training.encoder_cli import encoder_command
+from idinvert.training.encoder_cli import encoder_command, export_command
 from idinvert.training.splits import (
     TRAIN_SEED_LIMIT,
     check_train_seed,
@@ -211,6 +218,44 @@ def test_encoder_cli(gan_run: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "done: step 1" in res.output
     assert (out / et.CHECKPOINT_FILE).is_file() and (out / et.LOG_FILE).is_file()
+
+
+def test_warm_start_from_a_model_directory(gan_run: Path, tmp_path: Path) -> None:
+    first = make_encoder_run(gan_run, tmp_path / "first")
+    model = tmp_path / "model"
+    res = CliRunner().invoke(
+        export_command, ["--encoder", str(first), "--out", str(model), "--perceptual", "none"]
+    )
+    assert res.exit_code == 0, res.output
+    shipped = load_file(str(model / "encoder.safetensors"))
+    gan_cfg, ckpt = et.load_gan_parts(make_gan_run(tmp_path / "other_gan", seed=5))
+    G = et.frozen_generator(gan_cfg.generator_config(), ckpt["G_ema"])
+    cfg = tiny_encoder_config(gan_run, init_encoder=str(model)).resolved(gan_cfg, False)
+    assert cfg.init_encoder == str(model.resolve())
+    E = et.build_encoder(cfg, G)
+    fresh = et.build_encoder(dataclasses.replace(cfg, init_encoder=""), G)
+    (out_bn,) = [n for n, m in E.named_modules() if m is et.output_bn(E)]
+    rematched = {f"{out_bn}.weight", f"{out_bn}.bias"}
+    state, fresh_state = E.state_dict(), fresh.state_dict()
+    copied = [k for k in shipped if k not in rematched and shipped[k].is_floating_point()]
+    assert len(copied) > 10
+    for k in copied:  # everything but the output BN's affine comes from the file (fp16 → fp32)
+        assert state[k].dtype == torch.float32
+        assert torch.equal(state[k], shipped[k].float()), k
+        if k.endswith("weight") and state[k].ndim > 1:
+            assert not torch.equal(state[k], fresh_state[k]), k
+    assert all(p.requires_grad for p in E.parameters())
+    bn = et.output_bn(E)  # re-matched to the other generator's codes, as a fresh encoder's
+    assert torch.equal(bn.bias, et.output_bn(fresh).bias)
+    assert torch.equal(bn.weight, et.output_bn(fresh).weight)
+
+    wider = dataclasses.replace(cfg, channels_base=8)
+    with pytest.raises(ValueError, match=r"init_encoder: .*encoder.safetensors.*wrong shapes"):
+        et.build_encoder(wider, G)
+    with pytest.raises(ValueError, match="init_encoder: .*missing encoder.safetensors"):
+        et.build_encoder(dataclasses.replace(cfg, init_encoder=str(tmp_path)), G)
+    run = et.train_encoder(tiny_encoder_config(gan_run, init_encoder=str(model)), tmp_path / "w")
+    assert run["config"].init_encoder == str(model.resolve())
 
 
 def test_ddp_torchrun_two_ranks(gan_run: Path, tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ _ENCODER_FIELDS = {
     "data": "data",
     "data_seed": "data_seed",
     "seed": "seed",
+    "init_encoder": "init_encoder",
     "threads": "threads",
     "workers": "num_workers",
     "checkpoint_minutes": "checkpoint_minutes",
@@ -119,6 +120,13 @@ _ENCODER_FIELDS = {
     help="Training stream (default: the GAN run's seed; must be < 2^29).",
 )
 @click.option("--seed", type=int, default=None, help="Init / latent sampling seed.")
+@click.option(
+    "--init-encoder",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Warm start: a model directory whose encoder.safetensors initialises E (same "
+    "architecture); its output BatchNorm is re-matched to the new generator's codes.",
+)
 @click.option("--threads", type=int, default=None, help="torch threads per process.")
 @click.option("--workers", type=int, default=None, help="Rendering processes per rank.")
 @click.option("--checkpoint-minutes", type=float, default=None)

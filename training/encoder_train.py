@@ -21,7 +21,10 @@ Our choices where the paper's setting does not carry over (all stored in ``confi
   inference-only. Weights are initialised N(0, 0.02) with zero biases (TF ``networks_encoder``);
   additionally the output BN's shift/scale start at the per-feature mean/std of the generator's
   W+ codes, so ``E`` emits in-distribution codes from step 0 (pure initialisation; it does not
-  change the objective).
+  change the objective). ``init_encoder`` (a model directory) warm-starts from a trained
+  encoder of the same architecture instead (e.g. the previous bundled model's, when its
+  generator is continued or retrained): its weights and BatchNorm statistics are loaded, then
+  the output BN is re-matched to the new generator's codes as above.
 * **Learning rate**: the paper's 1e-4 is for batch 128; Adam's square-root scaling rule gives
   ``1e-4 · sqrt(batch / 128)`` (3.5e-5 at batch 16). ``decay_kimg`` defaults to a quarter of the
   run (official ``decay_step = max_iters // 4``; the official double increment of
@@ -143,6 +146,8 @@ class EncoderTrainConfig(RunConfigMixin):
         gan_run: GAN run directory (G_ema and D are taken from its checkpoint).
         data, data_seed: renderer and training stream (``None`` = the GAN run's).
         seed: initialisation and latent sampling.
+        init_encoder: model directory whose ``encoder.safetensors`` initialises E (warm start;
+            ``""`` = the N(0, 0.02) initialisation).
 
     Runtime (may change when resuming): total_kimg, threads, num_workers, checkpoint_minutes,
     sample_every, log_every, grid_size, progress.
@@ -173,6 +178,7 @@ class EncoderTrainConfig(RunConfigMixin):
     data: str | None = None
     data_seed: int | None = None
     seed: int = 0
+    init_encoder: str = ""
 
     total_kimg: float = 80.0
     threads: int = 2
@@ -233,6 +239,7 @@ class EncoderTrainConfig(RunConfigMixin):
         return dataclasses.replace(
             self,
             gan_run=str(Path(self.gan_run).resolve()) if self.gan_run else "",
+            init_encoder=str(Path(self.init_encoder).resolve()) if self.init_encoder else "",
             r1_gamma=PAPER_R1_GAMMA * (r / PAPER_RESOLUTION) ** 2
             if self.r1_gamma is None
             else self.r1_gamma,
@@ -330,12 +337,32 @@ def match_code_statistics(
     bn.weight.copy_(wp.std(0).clamp_min(1e-3))
 
 
-def build_encoder(cfg: EncoderTrainConfig, G: Generator) -> Encoder:
-    """A fresh encoder for ``G`` initialised from ``cfg.seed`` (identical on every rank)."""
+def build_encoder(cfg: EncoderTrainConfig, G: Generator, *, warm_start: bool = True) -> Encoder:
+    """A new encoder for ``G`` (identical on every rank): initialised from ``cfg.seed``, or
+    loaded from ``cfg.init_encoder`` when set and ``warm_start`` (a resumed run passes
+    ``False``: its checkpoint replaces the weights anyway); the output BatchNorm is matched to
+    ``G``'s code statistics in both cases."""
     gen = torch.Generator().manual_seed(cfg.seed)
     E = init_encoder_weights(Encoder(cfg.encoder_config(G.config)), gen)
+    if cfg.init_encoder and warm_start:
+        load_encoder_weights(E, Path(cfg.init_encoder))
     match_code_statistics(E, G, generator=gen)
     return E
+
+
+def load_encoder_weights(E: Encoder, model_dir: Path) -> None:
+    """Copy a model directory's ``encoder.safetensors`` into ``E`` (float32).
+
+    Raises:
+        ValueError: the file is missing or unreadable, or its tensors do not match ``E``'s
+            architecture (names and shapes listed).
+    """
+    from idinvert.core.modeldir import ENCODER_FILE, ModelFormatError, load_weights_into
+
+    try:
+        load_weights_into(E, model_dir / ENCODER_FILE)
+    except ModelFormatError as exc:
+        raise ValueError(f"init_encoder: {exc}") from None
 
 
 def load_gan_parts(run_dir: str | Path) -> tuple[gan.GanTrainConfig, dict[str, Any]]:
@@ -697,7 +724,7 @@ def _build_state(
     ckpt: dict[str, Any] | None,
 ) -> EncoderState:
     """Networks and optimizers, fresh (D from the GAN run) or restored from ``ckpt``."""
-    E = build_encoder(cfg, G)
+    E = build_encoder(cfg, G, warm_start=ckpt is None)
     D = Discriminator(d_cfg)
     if ckpt is None:
         D.load_state_dict(gan_info.pop("D"))

@@ -426,6 +426,12 @@ def model_card(
         f"{enc_cfg.get('decay_kimg'):g}), batch {enc_cfg.get('batch_size')}, mirror "
         f"augmentation, {round(info['nimg'] / 1000, 1)} kimg of real renders"
         + (
+            f", warm-started from the encoder of `{Path(enc_cfg['init_encoder']).name}` "
+            "(output BatchNorm re-matched to this generator's codes)"
+            if enc_cfg.get("init_encoder")
+            else ""
+        )
+        + (
             f", latent warm-up weight {enc_cfg.get('latent_weight')}"
             if enc_cfg.get("latent_weight")
             else ""
