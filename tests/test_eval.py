@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     assert res.exit_code == 0, res.output
     assert "smile: layers" in res.output
+    assert re.search(
+        r"smile: .*background/shirt shift \(8-bit\) raw [\d.]+, [\d.]+ -> ", res.output
+    )
     return {"gan": gan_run, "encoder": enc_run, "model": model, "root": root}
 
 

@@ -25,6 +25,12 @@ For every attribute (Shen et al., *InterFaceGAN*, CVPR 2020, as used by IDInvert
    are broken in favour of fewer layers, then a shorter distance, then coarser layers. The
    distance is recorded in ``boundary_report.json`` and is ``idinvert eval``'s default.
    A fixed ``distance`` replaces the candidate distances.
+5. **colour decorrelation** (``decorrelate_colours``, on by default, faces renderer only): before
+   step 4, every layer row of the normal is projected onto the orthogonal complement of how that
+   layer moves the background and shirt colours (mean Jacobian over ``jacobian_samples`` fitting
+   codes, :mod:`idinvert.training.entanglement`), so edits stop repainting the background and the
+   shirt to first order. The report keeps, at the chosen layers and distance, the colour shift
+   (8-bit levels) and success/preservation of the raw and of the decorrelated normal.
 
 Outputs in the model directory: ``boundaries/<attribute>.safetensors`` (via
 :func:`idinvert.core.boundaries.save_boundary`) and ``boundary_report.json``; the classifier is
@@ -55,6 +61,13 @@ from idinvert.training.classifier import (
     save_classifier,
     train_classifier,
 )
+from idinvert.training.entanglement import (
+    RegionMaps,
+    colour_jacobian,
+    colour_shift,
+    region_maps,
+    remove_colour_components,
+)
 from idinvert.training.splits import (
     DEFAULT_DATA,
     check_train_seed,
@@ -83,6 +96,9 @@ class BoundaryTrainConfig:
         distance_scales: candidate multiples of the centroid gap for the distance choice.
         seed: seed of the z samples.
         batch_size: render/classify batch.
+        decorrelate_colours: project the background/shirt colour directions out of the normals
+            (faces renderer only; see the module docstring).
+        jacobian_samples: fitting codes averaged in the colour Jacobian.
     """
 
     num_samples: int = 20000
@@ -94,6 +110,8 @@ class BoundaryTrainConfig:
     distance_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
     seed: int = 0
     batch_size: int = 64
+    decorrelate_colours: bool = True
+    jacobian_samples: int = 256
 
     def __post_init__(self) -> None:
         self.distance_scales = tuple(float(x) for x in self.distance_scales)
@@ -107,6 +125,8 @@ class BoundaryTrainConfig:
             raise ValueError(f"split must be in (0, 1), got {self.split}")
         if self.num_samples < 20 or self.select_samples < 1 or self.batch_size < 1:
             raise ValueError("num_samples (>= 20), select_samples and batch_size must be positive")
+        if self.jacobian_samples < 1:
+            raise ValueError(f"jacobian_samples must be positive, got {self.jacobian_samples}")
         if self.distance is not None and not self.distance > 0:
             raise ValueError(f"distance must be > 0, got {self.distance}")
 
@@ -371,11 +391,17 @@ def train_attribute_boundary(
     attribute: str,
     cfg: BoundaryTrainConfig,
     layers: list[int] | None = None,
+    colours: tuple[RegionMaps, torch.Tensor] | None = None,
 ) -> tuple[Boundary, dict[str, Any]]:
-    """Fit, choose layers and distance for one attribute → ``(Boundary, report entry)``."""
+    """Fit, choose layers and distance for one attribute → ``(Boundary, report entry)``.
+
+    ``colours``: region maps and colour Jacobian ``[L, K, D]``; when given, the normal is
+    decorrelated from the region colours before the layer choice.
+    """
     a = list(classifier.config.attributes).index(attribute)
     fits = fit_boundary(codes, logits[:, a], cfg.ratio, cfg.split, cfg.l2, cfg.seed)
-    direction = np.stack([f.normal for f in fits]).astype(np.float32)  # [L, D]
+    raw = np.stack([f.normal for f in fits]).astype(np.float32)  # [L, D]
+    direction = raw if colours is None else remove_colour_components(raw, colours[1])
     gaps = centroid_gap(codes, logits[:, a] > 0, direction)
     rule = "centroid_gap"
     if not np.mean(gaps) > 1e-6:  # one class only (or a useless fit): fall back to the spread
@@ -402,6 +428,7 @@ def train_attribute_boundary(
     source = (
         f"idinvert train boundary: per-layer logistic regression on {codes.shape[0]} W+ "
         f"samples (psi=1), top/bottom {cfg.ratio:g} by classifier logit"
+        + ("; background/shirt colour directions projected out" if colours is not None else "")
     )
     boundary = Boundary(attribute, direction, sorted(layers), source)
     entry = {
@@ -416,7 +443,62 @@ def train_attribute_boundary(
         "positive_fraction": round(positives / max(codes.shape[0], 1), 4),
         "layer_selection": table,
     }
+    if colours is not None:
+        chosen = sorted(layers)
+        entry["colour_decorrelation"] = {
+            name: measure_edit(
+                G,
+                classifier,
+                select_codes,
+                select_logits,
+                a,
+                d,
+                chosen,
+                distance,
+                colours[0],
+                cfg.batch_size,
+            )
+            for name, d in (("raw", raw), ("decorrelated", direction))
+        }
+        entry["cosine_raw_decorrelated_per_layer"] = [
+            round(float(np.dot(r, d)), 4) for r, d in zip(raw, direction, strict=True)
+        ]
     return boundary, entry
+
+
+@torch.no_grad()
+def measure_edit(
+    G: Generator,
+    classifier: AttributeClassifier,
+    codes: torch.Tensor,
+    logits: torch.Tensor,
+    attr: int,
+    direction: np.ndarray,
+    layers: list[int],
+    distance: float,
+    maps: RegionMaps,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Success, preservation and region colour shift of pushing ``codes [M, L, D]`` across
+    attribute ``attr`` by ``distance`` along ``direction [L, D]`` on ``layers``.
+
+    Returns:
+        ``{"success", "preserved", "colour_shift": {region: {"mean_abs", "systematic"}}}``
+        (shifts in 8-bit levels, :func:`~idinvert.training.entanglement.colour_shift`).
+    """
+    before = logits > 0
+    side = torch.where(before[:, attr], -1.0, 1.0)
+    edited = edit_codes(codes, direction, layers, side * distance)
+    device = next(G.parameters()).device
+    after_logits, shifts = [], []
+    for orig, new in zip(codes.split(batch_size), edited.split(batch_size), strict=True):
+        img_before = G.synthesis(orig.to(device)).clamp(-1, 1).float().cpu()
+        img_after = G.synthesis(new.to(device)).clamp(-1, 1).float().cpu()
+        after_logits.append(predict_logits(classifier, img_after, batch_size))
+        shifts.append((img_before, img_after))
+    success, preserved = edit_effect(before, torch.cat(after_logits) > 0, attr)
+    shift = colour_shift(torch.cat([b for b, _ in shifts]), torch.cat([x for _, x in shifts]), maps)
+    return {"success": round(success, 4), "preserved": round(preserved, 4), "colour_shift": shift}
 
 
 def write_boundary(boundary: Boundary, model_dir: str | Path) -> Path:
@@ -449,6 +531,7 @@ def train_boundaries(
     cfg: BoundaryTrainConfig,
     layers: list[int] | None = None,
     progress: bool = False,
+    data: str = DEFAULT_DATA,
 ) -> dict[str, Any]:
     """Fit boundaries for ``attributes`` and write them (plus the report) into ``model_dir``.
 
@@ -460,6 +543,8 @@ def train_boundaries(
         cfg: fitting settings.
         layers: force these default layers (one attribute only) instead of measuring.
         progress: tqdm bars.
+        data: the renderer the classifier was trained on (colour decorrelation needs the faces
+            renderer's regions; other renderers skip it and the report says so).
 
     Returns:
         The updated report dict.
@@ -482,9 +567,35 @@ def train_boundaries(
     report["sample_positive_fraction"] = {
         a: round(float((fit_logits[:, i] > 0).float().mean()), 4) for i, a in enumerate(known)
     }
+    colours = None
+    if cfg.decorrelate_colours:
+        try:
+            maps = region_maps(G.config.resolution, data)
+            why = f"{data} has no region model"
+        except ValueError as exc:
+            maps, why = None, str(exc)
+        if maps is None:
+            report["colour_regions"] = f"not decorrelated: {why}"
+        else:
+            jac = colour_jacobian(G, fit_codes[: cfg.jacobian_samples], maps, cfg.batch_size)
+            colours = (maps, jac)
+            report["colour_regions"] = {
+                "fraction_of_image": maps.fractions(),
+                "rule": "pixels showing the region (visibility >= 0.5) in >= 90% of 256 "
+                "validation renders; shift = |mean region colour after - before|, 8-bit levels",
+            }
     for attribute in tqdm(attributes, desc="boundaries", unit="attr", disable=not progress):
         boundary, entry = train_attribute_boundary(
-            G, classifier, fit_codes, fit_logits, sel_codes, sel_logits, attribute, cfg, layers
+            G,
+            classifier,
+            fit_codes,
+            fit_logits,
+            sel_codes,
+            sel_logits,
+            attribute,
+            cfg,
+            layers,
+            colours,
         )
         write_boundary(boundary, model_dir)
         report["attributes"][attribute] = entry

@@ -280,6 +280,12 @@ def _print_encoder_sizes(cfg: Any) -> None:
 )
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option(
+    "--decorrelate-colours/--raw-normals",
+    default=True,
+    show_default=True,
+    help="Project the background/shirt colour directions out of every boundary (faces renderer).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def boundary_command(
     model_dir: Path,
@@ -301,6 +307,7 @@ def boundary_command(
     workers: int,
     threads: int,
     batch_size: int,
+    decorrelate_colours: bool,
     progress: bool,
 ) -> None:
     """Train the attribute classifier (if needed) and fit InterFaceGAN boundaries."""
@@ -353,9 +360,17 @@ def boundary_command(
             distance_scales=_parse_scales(distance_scales),
             seed=seed,
             batch_size=batch_size,
+            decorrelate_colours=decorrelate_colours,
         )
         report = train_boundaries(
-            bundle.generator, classifier, model_dir, names, cfg, forced, progress
+            bundle.generator,
+            classifier,
+            model_dir,
+            names,
+            cfg,
+            forced,
+            progress,
+            data or DEFAULT_DATA,
         )
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -373,10 +388,26 @@ def boundary_command(
         extra = (
             f", success {best['success']:.2f}, preserved {best['preserved']:.2f}" if best else ""
         )
+        shift = e.get("colour_decorrelation")
+        if shift:
+            extra += (
+                "; background/shirt shift (8-bit) raw "
+                + ", ".join(
+                    f"{shift['raw']['colour_shift'][r]['mean_abs']:.1f}"
+                    for r in ("background", "shirt")
+                )
+                + " -> "
+                + ", ".join(
+                    f"{shift['decorrelated']['colour_shift'][r]['mean_abs']:.1f}"
+                    for r in ("background", "shirt")
+                )
+            )
         click.echo(
             f"{name}: layers {e['layers']}, distance {e['distance']:.3f}, "
             f"val acc {max(val, default=float('nan')):.3f} (best layer){extra}"
         )
+    if isinstance(report.get("colour_regions"), str):
+        click.echo(f"colour decorrelation: {report['colour_regions']}", err=True)
     click.echo(f"wrote {len(names)} boundary file(s) to {model_dir / 'boundaries'}")
 
 
