@@ -23,6 +23,13 @@ def _keep_torch_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (training code, small ops: faster and steadier)."""
+    torch.set_num_threads(1)
+    yield
+
+
 @pytest.fixture(scope="session")
 def vectors_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference vector set's official checkpoints converted with ``idinvert convert``

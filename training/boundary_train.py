@@ -315,6 +315,20 @@ def edit_codes(
     return out
 
 
+def push_across(
+    codes: torch.Tensor,
+    before: torch.Tensor,
+    attr: int,
+    direction: np.ndarray,
+    layers: list[int],
+    distance: float,
+) -> torch.Tensor:
+    """``codes [N, L, D]`` moved by ``distance`` along ``direction`` on ``layers``, each towards
+    the side of attribute ``attr`` it is not on (``before [N, A]`` bool predictions)."""
+    side = torch.where(before[:, attr], -1.0, 1.0)
+    return edit_codes(codes, direction, layers, side * distance)
+
+
 def edit_effect(before: torch.Tensor, after: torch.Tensor, attr: int) -> tuple[float, float]:
     """``(success, preserved)`` of an edit that pushes attribute ``attr`` to the other side.
 
@@ -355,11 +369,10 @@ def choose_layers(
         ``preserved``, ``score`` (see the module docstring for the rule).
     """
     before = logits > 0
-    side = torch.where(before[:, attr], -1.0, 1.0)
     table = []
     for layers in layer_candidates(codes.shape[1]):
         for distance in distances(layers):
-            edited = edit_codes(codes, direction, layers, side * distance)
+            edited = push_across(codes, before, attr, direction, layers, distance)
             after = classify_codes(G, classifier, edited, batch_size) > 0
             success, preserved = edit_effect(before, after, attr)
             table.append(
@@ -487,8 +500,7 @@ def measure_edit(
         (shifts in 8-bit levels, :func:`~idinvert.training.entanglement.colour_shift`).
     """
     before = logits > 0
-    side = torch.where(before[:, attr], -1.0, 1.0)
-    edited = edit_codes(codes, direction, layers, side * distance)
+    edited = push_across(codes, before, attr, direction, layers, distance)
     device = next(G.parameters()).device
     after_logits, shifts = [], []
     for orig, new in zip(codes.split(batch_size), edited.split(batch_size), strict=True):
