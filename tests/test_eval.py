@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -108,6 +109,7 @@ def _check_shape(result: dict) -> None:
         assert set(row) == set(METHODS)
         for m in METHODS:
             assert 0 <= row[m]["success"] <= 1 and 0 <= row[m]["preserved"] <= 1
+            assert 0 <= row[m]["background_shift"] < 255 and 0 <= row[m]["shirt_shift"] < 255
     cfg = result["config"]
     assert cfg["data_seed"] == EVAL_SEED_BASE + cfg["seed"]
     assert set(cfg["edits"]) == {"smile", "eyeglasses"}
@@ -157,6 +159,7 @@ def test_eval_cli_json_and_table(runs: dict[str, Path], tmp_path: Path) -> None:
     for m in METHODS:
         assert m in res.output
     assert "editing: success / preserved" in res.output
+    assert "editing: background / shirt colour shift (8-bit levels" in res.output
 
 
 def test_evaluate_with_perceptual_lpips_and_mean_start(runs: dict[str, Path]) -> None:
@@ -174,6 +177,9 @@ def test_evaluate_with_perceptual_lpips_and_mean_start(runs: dict[str, Path]) ->
     assert result["config"]["edits"]["smile"]["distance"] == 1.5
     assert all(result["reconstruction"][m]["lpips"] > 0 for m in METHODS)
     assert "smile" in format_table(result)
+    shift = result["editing"]["smile"]["in_domain"]["background_shift"]
+    tiny = evaluate(runs["model"], dataclasses.replace(cfg, distance=1e-4), perceptual=vgg)
+    assert tiny["editing"]["smile"]["in_domain"]["background_shift"] < 0.01 < shift
 
 
 def test_eval_split_is_disjoint_from_training() -> None:

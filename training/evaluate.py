@@ -19,7 +19,10 @@ attribute accuracy (vs the renderer's true labels), the domain distance
 ``mean (z − E(G(z)))²``; for every boundary of the model, editing success (moved by ``±distance``
 along the boundary on its default layers, towards the side opposite to the classifier's
 prediction on ``x``, the attribute prediction flips) and preservation of the other attributes
-(predictions on the edited image equal those on ``x``).
+(predictions on the edited image equal those on ``x``). With the faces renderer the edits also
+report ``background_shift``/``shirt_shift``: how far the edit moves the mean colour of the pixels
+that are background (shirt) in ≥ 90 % of faces, vs the reconstruction, in 8-bit levels
+(:mod:`idinvert.training.entanglement`) — an attribute edit should leave them alone.
 
 The paper's claim to check: ``in_domain`` reconstructs nearly as well as ``mse_optimization``
 but edits better (higher success and preservation).
@@ -44,6 +47,7 @@ from idinvert.core.models.perceptual import PerceptualNet
 from idinvert.hub.api import load_model
 from idinvert.training.boundary_train import edit_codes, read_report
 from idinvert.training.classifier import AttributeClassifier, load_classifier, predict_logits
+from idinvert.training.entanglement import REGIONS, RegionMaps, colour_shift, region_maps
 from idinvert.training.splits import (
     DEFAULT_DATA,
     EVAL_SEED_BASE,
@@ -54,6 +58,7 @@ from idinvert.training.splits import (
 
 METHODS = ("encoder", "mse_optimization", "in_domain")
 DEFAULT_DISTANCE = 3.0
+SHIFT_KEYS = tuple(f"{region}_shift" for region in REGIONS)
 SPLIT_RULE = (
     "eval renders faces 0..n-1 of data set 2^30 + seed; training streams use data seeds "
     "< 2^29 and validation 2^29 + seed, so eval images are never trained on"
@@ -235,13 +240,24 @@ def editing_metrics(
     layers: list[int],
     distance: float,
     batch_size: int,
+    colours: tuple[RegionMaps, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """Edit ``codes`` towards the side opposite to ``input_pred[:, attr]`` and score it."""
+    """Edit ``codes`` towards the side opposite to ``input_pred[:, attr]`` and score it.
+
+    ``colours``: region maps and the reconstructions ``G(codes)`` ``[N, 3, H, W]``; adds
+    ``background_shift``/``shirt_shift``, the mean absolute colour change of those regions
+    between reconstruction and edit in 8-bit levels (:mod:`idinvert.training.entanglement`).
+    """
     sign = torch.where(input_pred[:, attr], -1.0, 1.0) * distance
-    edited = edit_codes(codes, direction, layers, sign)
-    after = _predict(classifier, synthesize(bundle, edited, batch_size))
+    edited_images = synthesize(bundle, edit_codes(codes, direction, layers, sign), batch_size)
+    after = _predict(classifier, edited_images)
     others = [j for j in range(input_pred.shape[1]) if j != attr]
+    shifts = {}
+    if colours is not None:
+        shift = colour_shift(colours[1].cpu(), edited_images.cpu(), colours[0])
+        shifts = {f"{region}_shift": v["mean_abs"] for region, v in shift.items()}
     return {
+        **shifts,
         "success": float((after[:, attr] != input_pred[:, attr]).float().mean()),
         "preserved": float((after[:, others] == input_pred[:, others]).float().mean())
         if others
@@ -304,12 +320,15 @@ def evaluate(
         recon[m]["seconds"] = round(seconds[m], 2)
 
     editing, edits = _evaluate_edits(
-        model_dir, bundle, classifier, cfg, codes, input_pred, recon_pred
+        model_dir, bundle, classifier, cfg, codes, input_pred, recon_pred, data
     )
+    keys = ("success", "preserved", "preserved_vs_reconstruction", *SHIFT_KEYS)
     summary = {
         m: {
-            k: float(np.mean([editing[a][m][k] for a in editing])) if editing else None
-            for k in ("success", "preserved", "preserved_vs_reconstruction")
+            k: float(np.mean([editing[a][m][k] for a in editing]))
+            if editing and all(k in editing[a][m] for a in editing)
+            else None
+            for k in keys
         }
         for m in METHODS
     }
@@ -498,6 +517,7 @@ def _evaluate_edits(
     codes: dict[str, torch.Tensor],
     input_pred: torch.Tensor,
     recon_pred: dict[str, torch.Tensor],
+    data: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     names = list(classifier.config.attributes)
     files = model_boundaries(model_dir)
@@ -508,6 +528,14 @@ def _evaluate_edits(
     report = read_report(model_dir).get("attributes", {})
     editing: dict[str, Any] = {}
     edits: dict[str, Any] = {}
+    try:
+        maps = region_maps(bundle.resolution, data) if wanted else None
+    except ValueError:  # no fixed background/shirt pixels at this resolution: no shift column
+        maps = None
+    recon_images = {
+        m: synthesize(bundle, codes[m], cfg.batch_size) if maps is not None else None
+        for m in METHODS
+    }
     for attr in wanted:
         if attr not in names:
             continue  # a boundary the classifier cannot score (e.g. an imported official one)
@@ -529,6 +557,7 @@ def _evaluate_edits(
                 layers,
                 float(distance),
                 cfg.batch_size,
+                None if maps is None else (maps, recon_images[m]),
             )
             for m in METHODS
         }
@@ -577,6 +606,17 @@ def format_table(result: dict[str, Any]) -> str:
         s = result["editing_summary"]
         cells = " ".join(f"{s[m]['success']:>8.2f} / {s[m]['preserved']:.2f}" for m in METHODS)
         lines.append(f"{'mean':<12} {'':>7} {'':>6} {cells}")
+        if s[METHODS[0]].get(SHIFT_KEYS[0]) is not None:
+            lines += [
+                "",
+                "editing: background / shirt colour shift (8-bit levels, edit vs reconstruction)",
+            ]
+            for attr, row in [*result["editing"].items(), ("mean", s)]:
+                cells = " ".join(
+                    f"{row[m][SHIFT_KEYS[0]]:>8.1f} / {row[m][SHIFT_KEYS[1]]:<5.1f}"
+                    for m in METHODS
+                )
+                lines.append(f"{attr:<12} {'':>7} {'':>6} {cells}")
     if result.get("generator"):
         lines += ["", *format_generator(result["generator"])]
     acc = result["classifier"]["accuracy_on_inputs"]
