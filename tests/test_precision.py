@@ -107,3 +107,46 @@ def test_float32_parts_of_a_lowered_generator_keep_their_exact_values():
     assert kept
     for name, param in kept:
         assert torch.equal(param, original[name]), name
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_gradients_through_lowered_copies_match_at_every_batch_size(bundle, batch):
+    """A batch of one is what the demo inverts; torch 2.14's instance_norm backward is wrong
+    for channels-last batches of one (the lowered copies' layout), so the generator uses
+    group norm there. Checked on the gradient that every step follows."""
+    from idinvert.core.precision import lowered_copy
+
+    torch.manual_seed(batch)
+    x = torch.rand(batch, 3, 32, 32) * 2 - 1
+    wp = bundle.generator.z_to_wp(torch.randn(batch, 16)).detach()
+
+    def grad(G: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
+        z = wp.clone().requires_grad_(True)
+        (G.synthesis(z.to(dtype)).float() - x).square().mean().backward()
+        return z.grad.flatten()
+
+    def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+    ref = grad(bundle.generator, torch.float32)
+    # a float32 copy: the same arithmetic in the copies' channels-last layout
+    assert cosine(grad(lowered_copy(bundle.generator, torch.float32), torch.float32), ref) > 0.999
+    assert cosine(grad(bundle.lowered(torch.bfloat16).generator, torch.bfloat16), ref) > 0.99
+
+
+def test_instance_norm_is_right_in_every_layout():
+    from idinvert.core.models.generator import instance_norm
+
+    torch.manual_seed(0)
+    for shape in [(1, 8, 6, 6), (3, 8, 6, 6), (1, 1, 6, 6)]:
+        x = torch.randn(shape) * 3 + 1
+        g = torch.randn(shape)
+        ref_in = x.clone().requires_grad_(True)
+        ref = torch.nn.functional.instance_norm(ref_in, eps=1e-8)
+        ref.backward(g)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            leaf = x.clone().requires_grad_(True)
+            y = instance_norm(leaf.contiguous(memory_format=layout))
+            y.backward(g.contiguous(memory_format=layout))
+            torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(leaf.grad, ref_in.grad, rtol=1e-4, atol=1e-5)
