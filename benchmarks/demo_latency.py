@@ -9,39 +9,52 @@ Measures the two paths the demo takes, on the same loaded model:
 * quick edit: ``service.quick_edit`` (boundary moves + one synthesis + uint8 conversion), the
   work behind every slider move, and the same call through a running Gradio server with
   ``gradio_client`` (adds HTTP, queueing and PNG encoding);
-* inversion: ``service.invert_image`` at the default steps (encoder + optimization).
+* inversion through the server (its compute thread, the demo's precision) and in the library
+  (fp32 and the demo's precision) at the default steps; a slider's latency while another
+  client's inversion runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as `idinvert demo` sets it, before torch
 
-from idinvert.core.boundaries import load_boundary, model_boundaries
-from idinvert.demo import service
-from idinvert.hub.api import load_model
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from idinvert.core.boundaries import load_boundary, model_boundaries  # noqa: E402
+from idinvert.demo import service  # noqa: E402
+from idinvert.hub.api import load_model  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+def library_inversions(bundle, steps: int) -> None:
+    """``service.invert_image`` in this thread, fp32 and the demo's precision."""
+    image = service.sample_code(bundle, 1)[1]
+    limits = service.DemoLimits()
+    for precision in dict.fromkeys(("fp32", limits.precision_for(bundle.device))):
+        service.invert_image(bundle, image, 2, precision=precision)  # warm-up
+        t0 = time.perf_counter()
+        out = service.invert_image(bundle, image, steps, precision=precision)
+        print(
+            f"inversion (library, {precision}, {steps} steps, this thread): "
+            f"{time.perf_counter() - t0:.2f} s (optimization {out.seconds:.2f} s), "
+            f"MSE {out.mse:.4f}"
+        )
 
+
+def library_part(args: argparse.Namespace) -> None:
+    """Quick edit and inversions through ``idinvert.demo.service`` in this thread."""
     bundle = load_model(args.model, args.device)
     boundaries = {n: load_boundary(p) for n, p in model_boundaries(bundle.path).items()}
     codes, _ = service.sample_code(bundle, 0)
@@ -62,53 +75,135 @@ def main() -> None:
         f"quick edit (library)      median {statistics.median(direct) * 1e3:6.1f} ms, "
         f"p90 {percentile(direct, 90) * 1e3:6.1f} ms"
     )
+    library_inversions(bundle, args.steps)
 
-    if boundaries:
-        from gradio_client import Client, handle_file
 
-        from idinvert.demo.app import build_demo, launch_kwargs
-
-        blocks = build_demo(args.model, args.device, examples=[])
-        blocks.launch(
-            server_name="127.0.0.1",
-            server_port=7897,
-            prevent_thread_lock=True,
-            quiet=True,
-            **launch_kwargs(),
-        )
-        try:
-            client = Client("http://127.0.0.1:7897/", verbose=False)
-            client.predict(0, api_name="/sample")
-            served = []
-            for i in range(args.repeats + 3):
-                values = [((i % 7) - 3) * 0.5] + [0.0] * (len(names) - 1)
-                t0 = time.perf_counter()
-                client.predict(*values, api_name="/quick_edit")
-                if i >= 3:
-                    served.append(time.perf_counter() - t0)
-            print(
-                f"quick edit (gradio_client) median {statistics.median(served) * 1e3:6.1f} ms, "
-                f"p90 {percentile(served, 90) * 1e3:6.1f} ms"
-            )
-            photo = Path(tempfile.mkdtemp()) / "photo.png"
-            Image.fromarray(
-                np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)
-            ).save(photo)
-            t0 = time.perf_counter()
-            client.predict(handle_file(str(photo)), args.steps, False, api_name="/invert")
-            print(
-                f"invert via gradio_client ({args.steps} steps): {time.perf_counter() - t0:.2f} s"
-            )
-        finally:
-            blocks.close()
-
-    image = service.sample_code(bundle, 1)[1]
-    t0 = time.perf_counter()
-    out = service.invert_image(bundle, image, args.steps)
-    print(
-        f"inversion (library, {args.steps} steps): {time.perf_counter() - t0:.2f} s "
-        f"(optimization {out.seconds:.2f} s), MSE {out.mse:.4f}"
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--part",
+        choices=["both", "library", "server"],
+        default="both",
+        help="both (default) runs the library and the server part in two fresh processes: "
+        "each process keeps the OpenMP team of every thread that computed, and a second team "
+        "slows the other part",
+    )
+    args = parser.parse_args()
+    if args.part == "both":
+        import subprocess
+        import sys
+
+        for part in ("library", "server"):
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--part", part], check=True)
+        return
+
+    if args.part == "library":
+        library_part(args)
+        return
+    from gradio_client import Client, handle_file
+
+    from idinvert.demo.app import build_demo, launch_kwargs
+
+    blocks = build_demo(args.model, args.device, examples=[])
+    blocks.launch(
+        server_name="127.0.0.1",
+        server_port=7897,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_kwargs(),
+    )
+    try:
+        client = Client("http://127.0.0.1:7897/", verbose=False)
+        api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+        names = [p["label"] for p in api["/quick_edit"]["parameters"]]
+        client.predict(0, api_name="/sample")
+        served = []
+        for i in range(args.repeats + 3):
+            values = [((i % 7) - 3) * 0.5] + [0.0] * (len(names) - 1)
+            t0 = time.perf_counter()
+            client.predict(*values, api_name="/quick_edit")
+            if i >= 3:
+                served.append(time.perf_counter() - t0)
+        print(
+            f"quick edit (gradio_client) median {statistics.median(served) * 1e3:6.1f} ms, "
+            f"p90 {percentile(served, 90) * 1e3:6.1f} ms"
+        )
+        photo = Path(tempfile.mkdtemp()) / "photo.png"
+        Image.fromarray(
+            np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+        ).save(photo)
+        walls = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            out = client.predict(handle_file(str(photo)), args.steps, False, api_name="/invert")
+            walls.append(time.perf_counter() - t0)
+        line = next(o for o in out if isinstance(o, str) and "In-domain" in o)
+        print(
+            f"invert via gradio_client ({args.steps} steps): "
+            + ", ".join(f"{w:.2f} s" for w in walls)
+            + f"  [{line.split('**In-domain inversion**')[1].split(')')[0].strip()})]"
+        )
+        busy = Client("http://127.0.0.1:7897/", verbose=False)
+        running = threading.Thread(
+            target=busy.predict,
+            args=(handle_file(str(photo)), args.steps, False),
+            kwargs={"api_name": "/invert"},
+        )
+        running.start()
+        time.sleep(1.0)
+        during = []
+        while running.is_alive() and len(during) < args.repeats:
+            t0 = time.perf_counter()
+            client.predict(0.5, *[0.0] * (len(names) - 1), api_name="/quick_edit")
+            during.append(time.perf_counter() - t0)
+        running.join()
+        if during:
+            print(
+                f"quick edit during an inversion: median "
+                f"{statistics.median(during) * 1e3:6.1f} ms over {len(during)}"
+            )
+    finally:
+        blocks.close()
+    print(
+        f"gradio's own floor (an endpoint returning a 64 px PNG file, no computation): "
+        f"median {gradio_floor(args.repeats) * 1e3:6.1f} ms"
+    )
+
+
+def gradio_floor(repeats: int) -> float:
+    """Median seconds of a do-nothing image endpoint through ``gradio_client``: what HTTP,
+    the protocol and the file transfer cost on this machine, whatever the model."""
+    import gradio as gr
+    from gradio_client import Client
+
+    folder = Path(tempfile.mkdtemp())
+    image = Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8))
+
+    def constant(_: float) -> str:
+        path = folder / f"{time.perf_counter_ns()}.png"
+        image.save(path)
+        return str(path)
+
+    with gr.Blocks() as blocks:
+        value, out = gr.Number(), gr.Image(type="filepath")
+        gr.Button().click(constant, value, out, api_name="constant", queue=False)
+    blocks.launch(server_name="127.0.0.1", server_port=7896, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client("http://127.0.0.1:7896/", verbose=False)
+        walls = []
+        for i in range(repeats + 3):
+            t0 = time.perf_counter()
+            client.predict(i, api_name="/constant")
+            walls.append(time.perf_counter() - t0)
+        return statistics.median(walls[3:])
+    finally:
+        blocks.close()
 
 
 if __name__ == "__main__":

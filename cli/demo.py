@@ -27,8 +27,15 @@ from idinvert.cli.options import DEVICE, MODEL
     "--threads",
     default=None,
     type=click.IntRange(1, 1024),
-    help="CPU threads per computation (default: the cores divided among the 2 computations "
-    "the server runs at once).",
+    help="CPU threads of the server's compute thread (default: all cores).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="Inversion arithmetic: auto = bf16 where the device computes it natively "
+    "(AMX/AVX-512-BF16 CPUs, recent GPUs), else fp32 (the official numbers).",
 )
 @click.option("--share", is_flag=True, help="Create a public gradio.live link (needs internet).")
 def demo_command(
@@ -38,16 +45,21 @@ def demo_command(
     device: str,
     max_steps: int,
     threads: int | None,
+    precision: str,
     share: bool,
 ) -> None:
     """Start the web demo: invert photos and edit them with every registered plugin."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # before torch: idinvert.demo.compute
     from idinvert.demo.app import build_demo, launch_kwargs
     from idinvert.demo.service import DemoLimits
 
     limits = DemoLimits(
-        max_steps=max_steps, default_steps=min(100, max_steps), torch_threads=threads
+        max_steps=max_steps,
+        default_steps=min(100, max_steps),
+        torch_threads=threads,
+        precision=precision,
     )
     blocks = build_demo(model_ref, device, limits)
     click.echo(f"idinvert demo on http://{host}:{port}  (Ctrl-C to stop)")

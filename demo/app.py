@@ -45,10 +45,16 @@ from idinvert.core.images import image_grid, resize_to_model, save_gif, save_png
 from idinvert.core.inversion import StepInfo
 from idinvert.core.modeldir import ModelBundle
 from idinvert.demo import service
+from idinvert.demo.compute import Compute, ComputeThread, InlineCompute
 from idinvert.demo.controls import controls_for, update_for, values_from_controls
-from idinvert.demo.gpu import gpu
+from idinvert.demo.gpu import gpu, zero_gpu
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two streamed progress updates of an inversion. Each update (status line and
+#: loss plot) costs the server ≈ 30 ms of CPU taken from the inversion's cores: at 0.25 s it
+#: slowed a 100-step inversion on 2 cores by ≈ 10 %.
+STREAM_INTERVAL_S = 0.5
 
 #: Shown size of results (CSS pixels): small models' images are upscaled for display only;
 #: the files behind them (downloads, API) stay at the model resolution.
@@ -202,10 +208,12 @@ class DemoApp:
         limits: service.DemoLimits | None = None,
         plugin_problems: list[str] | None = None,
         results_root: Path | None = None,
+        compute: Compute | None = None,
     ) -> None:
         self.catalog = catalog
         self.operations = operations
         self.limits = limits or service.DemoLimits()
+        self.compute = compute if compute is not None else make_compute(self.limits)
         self.plugin_problems = plugin_problems or []
         if results_root is None:
             from gradio.utils import get_upload_folder
@@ -219,7 +227,10 @@ class DemoApp:
     # ------------------------------------------------------------------ helpers
 
     def entry(self, label: str | None) -> service.ModelEntry:
-        return self.catalog.get(label)
+        """The model entry ``label``; a model not loaded yet is loaded on the compute thread."""
+        if self.catalog.is_loaded(label or self.catalog.default):
+            return self.catalog.get(label)
+        return self.compute.call(self.catalog.get, label)
 
     def _session_entry(self, session: dict | None) -> service.ModelEntry:
         return self.entry((session or {}).get("model"))
@@ -250,32 +261,39 @@ class DemoApp:
         steps: int,
         expert: service.ExpertSettings,
     ) -> Iterator[tuple[str, Any]]:
-        """Run the inversion in a worker thread; yield ``("step", StepInfo)`` about every
-        0.25 s while it runs, then ``("done", InversionOutput)``."""
+        """Run the inversion on the compute thread; yield ``("step", StepInfo)`` about every
+        :data:`STREAM_INTERVAL_S` while it runs, then ``("done", InversionOutput)``."""
         updates: queue.Queue = queue.Queue()
         done = threading.Event()
         box: dict[str, Any] = {}
 
         def on_step(info: StepInfo) -> None:
             updates.put(info)
+            self.compute.run_waiting_short()  # sliders answer between two steps
 
         def work() -> None:
             try:
                 box["out"] = service.invert_image(
-                    entry.bundle, image, steps, on_step, entry.lpips, expert
+                    entry.bundle,
+                    image,
+                    steps,
+                    on_step,
+                    entry.lpips,
+                    expert,
+                    self.limits.precision_for(entry.bundle.device),
                 )
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 box["error"] = exc
             finally:
                 done.set()
 
-        threading.Thread(target=work, daemon=True, name="idinvert-invert").start()
+        self.compute.submit(work)
         last = 0.0
         latest = None
         while not done.wait(0.05):
             while not updates.empty():
                 latest = updates.get_nowait()
-            if latest is not None and time.monotonic() - last > 0.25:
+            if latest is not None and time.monotonic() - last > STREAM_INTERVAL_S:
                 last = time.monotonic()
                 yield "step", latest
                 latest = None
@@ -338,7 +356,7 @@ class DemoApp:
         notes = service.upload_notes(image_path, self.limits, bundle.resolution)
         alignment = None
         if align:
-            image, alignment = service.align_upload(bundle, photo, name)
+            image, alignment = self.compute.call(service.align_upload, bundle, photo, name)
         else:
             image = resize_to_model(photo, bundle.resolution)
         skip = [gr.skip()] * 9
@@ -410,7 +428,7 @@ class DemoApp:
             raise service.DemoError(f"the seed must be a whole number, got {seed!r}") from None
         if not 0 <= seed_int < 2**32:
             raise service.DemoError(f"the seed must be between 0 and {2**32 - 1}, got {seed}")
-        codes, image = service.sample_code(entry.bundle, seed_int)
+        codes, image = self.compute.call(service.sample_code, entry.bundle, seed_int, short=True)
         new_session = self._new_session(
             session,
             codes=codes,
@@ -452,7 +470,9 @@ class DemoApp:
                 values[names[i]] = number
         if not self.multi and len(strengths) != len(names):
             raise service.DemoError(f"expected {len(names)} strengths, got {len(strengths)}")
-        image = service.quick_edit(entry.bundle, codes, entry.boundaries, values)
+        image = self.compute.call(
+            service.quick_edit, entry.bundle, codes, entry.boundaries, values, short=True
+        )
         folder = self.results.new_result(session)
         pasted = service.paste_into_original(session, image)
         return self._png(folder, "edited", image), self._png(folder, "edited_pasted", pasted)
@@ -524,14 +544,18 @@ class DemoApp:
         service.check_params(op, params, bundle, self.limits)
 
         def invert_photo(image: np.ndarray) -> np.ndarray:
-            out = service.invert_image(bundle, image, steps, None, None)
+            precision = self.limits.precision_for(bundle.device)
+            out = service.invert_image(bundle, image, steps, None, None, None, precision)
             return out.codes
 
-        try:
+        def work() -> tuple:
             inputs = service.gather_inputs(
                 bundle, op.inputs, session, extra, self.limits, invert_photo
             )
-            result, images = self._edit_work(bundle, op, inputs, params, progress)
+            return self._edit_work(bundle, op, inputs, params, progress)
+
+        try:
+            result, images = self.compute.call(work)
         except service.DemoError:
             raise
         except (IdinvertError, ValueError) as exc:
@@ -1065,7 +1089,9 @@ def _metrics_line(
     line = (
         f"**Encoder** MSE {out.mse_encoder:.4f}"
         + (f", LPIPS {out.lpips_encoder:.3f}" if out.lpips_encoder is not None else "")
-        + f" · **In-domain inversion** ({steps} steps, {out.seconds:.1f} s)"
+        + f" · **In-domain inversion** ({steps} steps"
+        + (f", {out.precision}" if out.precision != "fp32" else "")
+        + f", {out.seconds:.1f} s)"
         + f" MSE {out.mse:.4f}"
         + (f", LPIPS {out.lpips:.3f}" if out.lpips is not None else " (LPIPS: not available)")
     )
@@ -1160,11 +1186,11 @@ def build_demo(
     from idinvert.core.plugins import edit_operations, plugin_errors
     from idinvert.hub.api import load_model
 
-    # before any computation: see DemoLimits.torch_threads
-    torch.set_num_threads((limits or service.DemoLimits()).threads_per_computation())
+    limits = limits or service.DemoLimits()
+    compute = make_compute(limits)
     entries = model_entries(model_ref)
     if entries[0][0] is None:  # one model: its label is its name
-        bundle = load_model(entries[0][1], device)
+        bundle = compute.call(load_model, entries[0][1], device)
         label = bundle.config.name or Path(str(bundle.path)).name
         catalog = service.ModelCatalog(
             [(label, entries[0][1])],
@@ -1179,8 +1205,34 @@ def build_demo(
         )
     operations = edit_operations()
     problems = [str(e) for e in plugin_errors()]
-    app = DemoApp(catalog, operations, limits, problems)
-    return app.build()
+    app = DemoApp(catalog, operations, limits, problems, compute=compute)
+    blocks = app.build()
+    if isinstance(compute, ComputeThread):
+        compute.submit(_warm_up, app, catalog.default)
+    return blocks
+
+
+def make_compute(limits: service.DemoLimits) -> Compute:
+    """The server's :class:`ComputeThread` (``limits.threads_per_computation()`` threads), or
+    :class:`InlineCompute` without one (``compute_thread=False``, ZeroGPU Spaces; each request
+    then computes with that many threads)."""
+    if limits.compute_thread and not zero_gpu():
+        return ComputeThread(limits.threads_per_computation())
+    torch.set_num_threads(limits.threads_per_computation())
+    return InlineCompute()
+
+
+def _warm_up(app: DemoApp, label: str) -> None:
+    """First-request costs paid at start, on the compute thread: the bf16 copies of the
+    networks, oneDNN's kernel choices, the allocator's pools (a 2-step inversion of a grey
+    image). A failure is logged; the first real request then reports it."""
+    try:
+        entry = app.catalog.get(label)
+        grey = np.full((entry.bundle.resolution,) * 2 + (3,), 128, dtype=np.uint8)
+        precision = app.limits.precision_for(entry.bundle.device)
+        service.invert_image(entry.bundle, grey, 2, None, None, None, precision)
+    except Exception:  # noqa: BLE001 - start-up must not fail on a warm-up
+        log.exception("warm-up inversion failed")
 
 
 def launch_kwargs(limits: service.DemoLimits | None = None) -> dict[str, Any]:

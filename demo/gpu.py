@@ -12,13 +12,23 @@ from typing import TypeVar
 F = TypeVar("F", bound=Callable)
 
 
+def zero_gpu() -> bool:
+    """Whether :func:`gpu` wraps functions here: on a Space (``SPACE_ID`` set) with the
+    ``spaces`` package installed."""
+    if not os.environ.get("SPACE_ID"):
+        return False
+    try:
+        import spaces  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def gpu(fn: F) -> F:
     """Request a ZeroGPU slot for ``fn`` when running on a Space (``SPACE_ID`` is set)."""
-    if not os.environ.get("SPACE_ID"):
+    if not zero_gpu():
         return fn
-    try:
-        import spaces
-    except ImportError:
-        return fn
+    import spaces
+
     duration = int(os.environ.get("IDINVERT_GPU_SECONDS", "120"))
     return spaces.GPU(duration=duration)(fn)

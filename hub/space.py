@@ -72,6 +72,8 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# before torch loads OpenMP: short spinning at barriers (see idinvert.demo.compute)
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from idinvert.demo.app import build_demo, launch_kwargs  # noqa: E402
 from idinvert.demo.service import DemoLimits  # noqa: E402
@@ -88,6 +90,7 @@ LIMITS = DemoLimits(
     max_sessions=int(os.environ.get("IDINVERT_MAX_SESSIONS", "200")),
     session_ttl_s=int(os.environ.get("IDINVERT_SESSION_TTL", "3600")),
     torch_threads=int(os.environ.get("IDINVERT_THREADS") or 0) or None,
+    precision=os.environ.get("IDINVERT_PRECISION", "auto"),
 )
 demo = build_demo(os.environ.get("IDINVERT_MODEL") or DEFAULT_MODEL, "auto", LIMITS)
 
@@ -429,11 +432,12 @@ Settings (Space variables):
 | `IDINVERT_MAX_STEPS` | server-side cap on optimization steps | 200 |
 | `IDINVERT_DEFAULT_STEPS` | steps preselected in the UI | 100 |
 | `IDINVERT_MAX_UPLOAD_MB` | upload size cap | 10 |
-| `IDINVERT_CONCURRENCY` | inversions running at once (the queue holds the rest) | 2 |
+| `IDINVERT_CONCURRENCY` | requests handled at once (the rest wait in the queue) | 2 |
 | `IDINVERT_MAX_CONTEXTS` | context images per semantic diffusion | 4 |
 | `IDINVERT_MAX_SESSIONS` | sessions whose state is kept in memory | 200 |
 | `IDINVERT_SESSION_TTL` | seconds a session's state and files live after its last action | 3600 |
-| `IDINVERT_THREADS` | CPU threads per computation | cores / `IDINVERT_CONCURRENCY` |
+| `IDINVERT_THREADS` | CPU threads of the compute thread | all cores |
+| `IDINVERT_PRECISION` | `auto` (bf16 where native: AMX CPUs, GPUs), `fp32` or `bf16` | auto |
 | `IDINVERT_MODELS` | several models side by side: `label=ref,label=ref,...` (a selector) | unset |
 | `IDINVERT_GPU_SECONDS` | ZeroGPU time requested per inversion/edit | 120 |
 

@@ -152,6 +152,61 @@ def test_eight_concurrent_clients(server, tmp_path):
     assert results == [((1, 8, 16), (32, 32))] * 8
 
 
+def test_computations_share_one_thread_and_sliders_answer_during_an_inversion(
+    server, photos, monkeypatch
+):
+    import threading
+    import time
+
+    from idinvert.demo import service
+
+    threads: dict[str, set[str]] = {"invert": set(), "quick_edit": set(), "sample": set()}
+    finished: dict[str, float] = {}
+    real_invert, real_quick, real_sample = (
+        service.invert_image,
+        service.quick_edit,
+        service.sample_code,
+    )
+
+    def slow_invert(bundle, image, steps, callback=None, *args):
+        threads["invert"].add(threading.current_thread().name)
+
+        def each_step(info):  # a slow model: 20 steps ≈ 1.6 s
+            time.sleep(0.08)
+            if callback is not None:
+                callback(info)
+
+        out = real_invert(bundle, image, steps, each_step, *args)
+        finished["invert"] = time.monotonic()
+        return out
+
+    def quick(*args):
+        threads["quick_edit"].add(threading.current_thread().name)
+        return real_quick(*args)
+
+    def sample(*args):
+        threads["sample"].add(threading.current_thread().name)
+        return real_sample(*args)
+
+    monkeypatch.setattr(service, "invert_image", slow_invert)
+    monkeypatch.setattr(service, "quick_edit", quick)
+    monkeypatch.setattr(service, "sample_code", sample)
+    slider_user = _client(server)
+    slider_user.predict(5, api_name="/sample")
+    with ThreadPoolExecutor(1) as pool:
+        inversion = pool.submit(
+            _client(server).predict, handle_file(str(photos["a"])), 20, False, api_name="/invert"
+        )
+        time.sleep(0.8)  # the inversion is running
+        start = time.monotonic()
+        slider_user.predict(0.5, 0.0, api_name="/quick_edit")
+        finished["quick_edit"] = time.monotonic()
+        inversion.result(timeout=60)
+    assert finished["quick_edit"] < finished["invert"]  # it did not wait for the inversion
+    assert finished["quick_edit"] - start < 1.0
+    assert threads == {name: {"idinvert-compute"} for name in threads}
+
+
 def test_align_and_paste_back_real_photo(server):
     pytest.importorskip("dlib")
     from pathlib import Path

@@ -162,16 +162,33 @@ def test_loss_table_is_numeric_weighted_and_skips_terms_that_are_off():
     assert frame["step"].tolist()[:2] == [0, 1]
 
 
-def test_threads_per_computation_divide_the_cores(monkeypatch):
+def test_threads_and_precision_of_the_computations(monkeypatch):
     import torch
 
-    from idinvert.demo.app import build_demo
+    from idinvert.demo.app import make_compute
+    from idinvert.demo.compute import ComputeThread, InlineCompute
 
     monkeypatch.setattr(service.os, "cpu_count", lambda: 8)
-    assert service.DemoLimits(concurrency=2).threads_per_computation() == 4
-    assert service.DemoLimits(concurrency=16).threads_per_computation() == 1
+    assert service.DemoLimits().threads_per_computation() == 8  # one compute thread: all
+    spread = service.DemoLimits(compute_thread=False, concurrency=2)
+    assert spread.threads_per_computation() == 4
+    assert service.DemoLimits(concurrency=16, compute_thread=False).threads_per_computation() == 1
     assert service.DemoLimits(torch_threads=3).threads_per_computation() == 3
     monkeypatch.setattr(service.os, "cpu_count", lambda: None)
     assert service.DemoLimits().threads_per_computation() == 1
-    build_demo(None, "cpu", service.DemoLimits(torch_threads=1), examples=[])
-    assert torch.get_num_threads() == 1
+    compute = make_compute(service.DemoLimits(torch_threads=1))
+    assert isinstance(compute, ComputeThread) and compute.call(torch.get_num_threads) == 1
+    assert isinstance(make_compute(service.DemoLimits(compute_thread=False)), InlineCompute)
+    monkeypatch.setenv("SPACE_ID", "someone/idinvert")  # ZeroGPU: the GPU comes with the call
+    monkeypatch.setitem(__import__("sys").modules, "spaces", object())
+    assert isinstance(make_compute(service.DemoLimits()), InlineCompute)
+
+    cpu = torch.device("cpu")
+    assert service.DemoLimits(precision="fp32").precision_for(cpu) == "fp32"
+    assert service.DemoLimits(precision="bf16").precision_for(cpu) == "bf16"
+    monkeypatch.setattr(service, "native_bf16", lambda device: False)
+    assert service.DemoLimits().precision_for(cpu) == "fp32"
+    monkeypatch.setattr(service, "native_bf16", lambda device: True)
+    assert service.DemoLimits().precision_for(cpu) == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        service.DemoLimits(precision="fp16")

@@ -11,6 +11,8 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# before torch loads OpenMP: short spinning at barriers (see idinvert.demo.compute)
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from idinvert.demo.app import build_demo, launch_kwargs  # noqa: E402
 from idinvert.demo.service import DemoLimits  # noqa: E402
@@ -27,6 +29,7 @@ LIMITS = DemoLimits(
     max_sessions=int(os.environ.get("IDINVERT_MAX_SESSIONS", "200")),
     session_ttl_s=int(os.environ.get("IDINVERT_SESSION_TTL", "3600")),
     torch_threads=int(os.environ.get("IDINVERT_THREADS") or 0) or None,
+    precision=os.environ.get("IDINVERT_PRECISION", "auto"),
 )
 demo = build_demo(os.environ.get("IDINVERT_MODEL") or DEFAULT_MODEL, "auto", LIMITS)
 
