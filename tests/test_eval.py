@@ -251,6 +251,7 @@ def test_export_loads_inverts_and_keeps_extras(
     assert (out / "boundaries" / "smile.safetensors").is_file() and (out / "eval.json").is_file()
     card = (out / "README.md").read_text()
     assert "| in_domain |" in card and "Boundaries" in card and "classifier" in card
+    assert re.search(r"raw → decorrelated: (eyeglasses|smile) [\d.]+/[\d.]+ → [\d.]+/[\d.]+", card)
     assert "## Training notes\n\n* lr raised to 3.5e-5 after 12 kimg\n\n## Metrics" in card
     assert "targets:" in card and "in_domain_mse_vs_encoder" in card
     config = json.loads((out / "config.json").read_text())

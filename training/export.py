@@ -363,6 +363,25 @@ def add_generator_section(model_dir: str | Path, gen: dict[str, Any]) -> Path:
     return card_path
 
 
+def _decorrelation_text(attrs: dict[str, Any]) -> str:
+    """The card's sentence on background/shirt colour decorrelation (boundary_report.json)."""
+    rows = {a: v["colour_decorrelation"] for a, v in attrs.items() if "colour_decorrelation" in v}
+    if not rows:
+        return ""
+
+    def shift(entry: dict[str, Any]) -> str:
+        c = entry["colour_shift"]
+        return f"{c['background']['mean_abs']:.1f}/{c['shirt']['mean_abs']:.1f}"
+
+    return (
+        " Background and shirt colour directions (mean colour Jacobian of the pixels that are "
+        "background or shirt in ≥ 90 % of renders) are projected out of every normal; mean "
+        "colour shift of an edit, background/shirt in 8-bit levels, raw → decorrelated: "
+        + ", ".join(f"{a} {shift(r['raw'])} → {shift(r['decorrelated'])}" for a, r in rows.items())
+        + " (`boundary_report.json`)."
+    )
+
+
 def _notes_section(notes: list[str]) -> list[str]:
     """The card's "Training notes" lines (none without notes)."""
     if not notes:
@@ -465,6 +484,7 @@ def model_card(
                 f"{a} {v['layers']} (distance {v['distance']:.2f})" for a, v in attrs.items()
             )
             + "."
+            + _decorrelation_text(attrs)
         )
     lines += [
         "",
