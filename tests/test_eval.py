@@ -269,6 +269,29 @@ def test_export_loads_inverts_and_keeps_extras(
     assert resolved.perceptual is not None and resolved.perceptual_missing is None
 
 
+def test_export_from_other_weights_keeps_only_the_classifier(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A new generator/encoder with --extras-from the old model: boundaries, their report and
+    eval.json belong to the old weights and stay behind (with a warning); the classifier,
+    trained on renders, comes along."""
+    other_gan = make_gan_run(tmp_path / "gan2", seed=9)
+    other_enc = make_encoder_run(other_gan, tmp_path / "enc2")
+    (runs["model"] / "eval.json").write_text("{}")
+    try:
+        result = build_model_dir(other_enc, tmp_path / "v2", extras_from=runs["model"])
+    finally:
+        (runs["model"] / "eval.json").unlink()
+    names = {p.name for p in (tmp_path / "v2").iterdir()}
+    assert {"classifier.safetensors", "classifier.json"} <= names
+    assert not names & {"boundaries", "boundary_report.json", "eval.json"}
+    (warning,) = [w for w in result["warnings"] if "not carried over" in w]
+    assert "boundary_report.json, eval.json, boundaries" in warning
+    assert "idinvert train boundary" in warning
+    card = (tmp_path / "v2" / "README.md").read_text()
+    assert "Not evaluated yet" in card
+
+
 def test_check_targets_reads_the_paper_claims_off_a_result() -> None:
     from idinvert.training.evaluate import check_targets
 

@@ -31,7 +31,14 @@ from typing import Any
 
 import torch
 
-from idinvert.core.modeldir import ImageConfig, ModelBundle, ModelConfig, save_model_dir
+from idinvert.core.modeldir import (
+    ENCODER_FILE,
+    GENERATOR_FILE,
+    ImageConfig,
+    ModelBundle,
+    ModelConfig,
+    save_model_dir,
+)
 from idinvert.core.models.perceptual import TORCHVISION_OUTPUT_SCALE, PerceptualConfig
 from idinvert.training import gan
 from idinvert.training.boundary_train import BOUNDARY_DIR, REPORT_FILE
@@ -43,6 +50,8 @@ GRID_FILE = "samples.png"
 GEN_BEGIN = "<!-- generator-quality -->"
 GEN_END = "<!-- /generator-quality -->"
 EXTRAS = (CLASSIFIER_FILE, CLASSIFIER_JSON, REPORT_FILE, EVAL_FILE, BOUNDARY_DIR)
+#: Extras measured on one generator (and encoder): carried only to a model with the same weights.
+WEIGHT_BOUND_EXTRAS = (REPORT_FILE, EVAL_FILE, BOUNDARY_DIR)
 WEIGHT_BUDGET_MIB = 25.0
 VGG_SOURCE = (
     "torchvision ImageNet VGG16 (vgg16-397923af.pth, as used by LPIPS) to ReLU(conv4_3); "
@@ -70,6 +79,27 @@ def _generator_matches(run_dir: Path, G: torch.nn.Module) -> bool | None:
     state = gan.load_checkpoint(path)["G_ema"]
     own = G.state_dict()
     return state.keys() == own.keys() and all(torch.equal(state[k], own[k]) for k in own)
+
+
+def _same_weights(model_dir: Path, G: torch.nn.Module, E: torch.nn.Module) -> bool:
+    """Whether ``model_dir``'s generator and encoder files hold ``G`` and ``E`` (as fp16)."""
+    from safetensors.torch import load_file
+
+    for file, net in ((GENERATOR_FILE, G), (ENCODER_FILE, E)):
+        path = model_dir / file
+        if not path.is_file():
+            return False
+        stored = load_file(str(path))
+        own = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+        for k, v in own.items():
+            if k not in stored:
+                return False
+            mine = v.half() if v.is_floating_point() else v
+            if stored[k].shape != mine.shape or not torch.equal(
+                stored[k], mine.to(stored[k].dtype)
+            ):
+                return False
+    return True
 
 
 def weight_mib(model_dir: str | Path) -> dict[str, float]:
@@ -107,6 +137,9 @@ def build_model_dir(
             ``"none"``.
         extras_from: a directory whose classifier, boundaries, boundary report and eval.json are
             copied in (default: ``out`` itself when it exists, so re-exporting keeps them).
+            Boundaries, report and eval.json describe one generator/encoder: they are copied
+            only when the directory holds the same weights (else a warning says so); the
+            classifier (trained on renders) always.
         eval_json: an ``idinvert eval`` result to store as eval.json and quote in the card.
         overwrite: replace an existing ``out``.
         description: config.json description.
@@ -132,8 +165,19 @@ def build_model_dir(
             f"trained against (GAN step {gan_info.get('step')}); exporting the latter"
         )
     extras_dir = Path(extras_from) if extras_from else (out if out.is_dir() else None)
+    same = extras_dir is not None and extras_dir.is_dir() and _same_weights(extras_dir, G, E)
+    stale = [
+        item
+        for item in WEIGHT_BOUND_EXTRAS
+        if not same and extras_dir is not None and (extras_dir / item).exists()
+    ]
+    if stale:
+        warnings.append(
+            f"{extras_dir}: not carried over ({', '.join(stale)}): measured on other generator/"
+            "encoder weights; run `idinvert train boundary` and `idinvert eval` on the new model"
+        )
     eval_result = json.loads(Path(eval_json).read_text()) if eval_json else None
-    if eval_result is None and extras_dir is not None and (extras_dir / EVAL_FILE).is_file():
+    if eval_result is None and same and (extras_dir / EVAL_FILE).is_file():
         eval_result = json.loads((extras_dir / EVAL_FILE).read_text())
 
     enc_cfg = info["config"]
@@ -194,7 +238,7 @@ def build_model_dir(
     stage_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.export.", dir=out.parent))
     try:
         stage = save_model_dir(bundle, stage_root / "model", dtype=torch.float16, card="")
-        _copy_extras(extras_dir, stage, eval_result)
+        _copy_extras(extras_dir, stage, eval_result, skip=stale)
         write_sample_grid(G, stage / GRID_FILE)
         sizes = weight_mib(stage)
         (stage / "README.md").write_text(model_card(config, card_ctx, stage, sizes))
@@ -207,9 +251,13 @@ def build_model_dir(
     return {"path": out, "weights_mib": sizes, "total_mib": total, "warnings": warnings}
 
 
-def _copy_extras(src: Path | None, dst: Path, eval_result: dict[str, Any] | None) -> None:
+def _copy_extras(
+    src: Path | None, dst: Path, eval_result: dict[str, Any] | None, skip: list[str]
+) -> None:
     if src is not None and src.is_dir():
         for item in EXTRAS:
+            if item in skip:
+                continue
             p = src / item
             if p.is_dir():
                 shutil.copytree(p, dst / item)
