@@ -437,3 +437,20 @@ def test_add_generator_section_writes_grid_and_replaces_the_card_block(
     assert card.index(GEN_BEGIN) < card.index("## Files")
     assert json.loads((model / "eval.json").read_text())["generator"]["kid"] == 0.125
     assert Image.open(model / GRID_FILE).size == (8 * 16, 4 * 16)
+
+
+def test_card_names_the_teacher_recipe_and_the_start() -> None:
+    from idinvert.training.export import _teacher_text
+
+    assert _teacher_text({"teacher_weight": 0.0, "init_generator": None}) == ""
+    text = _teacher_text(
+        {
+            "teacher_weight": 1.0,
+            "teacher_perceptual": 1.0,
+            "mapping_lr_scale": 10.0,
+            "init_generator": "/somewhere/hub/bundled/faces64",
+        }
+    )
+    assert "Started from the generator of `faces64`" in text
+    assert "**Renderer as teacher**" in text and "weight 1: L1 + 1 × shallow VGG16" in text
+    assert "mapping lr × 10" in text

@@ -411,6 +411,25 @@ def add_generator_section(model_dir: str | Path, gen: dict[str, Any]) -> Path:
     return card_path
 
 
+def _teacher_text(gan_cfg: dict[str, Any]) -> str:
+    """The card's sentence on the renderer-teacher term and the starting weights, if any."""
+    parts = []
+    if gan_cfg.get("init_generator"):
+        parts.append(
+            f" Started from the generator of `{Path(gan_cfg['init_generator']).name}` (the "
+            "kimg above count this run only)."
+        )
+    if gan_cfg.get("teacher_weight"):
+        parts.append(
+            " **Renderer as teacher**: z also drives the face renderer's random parameters, and "
+            f"a reconstruction term (weight {gan_cfg['teacher_weight']:g}: L1 + "
+            f"{gan_cfg.get('teacher_perceptual', 0):g} × shallow VGG16 features) pulls G(z) "
+            "towards the render of the same z, next to the adversarial loss; mapping lr × "
+            f"{gan_cfg.get('mapping_lr_scale', 1):g}."
+        )
+    return "".join(parts)
+
+
 def _decorrelation_text(attrs: dict[str, Any]) -> str:
     """The card's sentence on background/shirt colour decorrelation (boundary_report.json)."""
     rows = {a: v["colour_decorrelation"] for a, v in attrs.items() if "colour_decorrelation" in v}
@@ -482,7 +501,7 @@ def model_card(
         f"{gan_cfg.get('batch_size')}, lr {gan_cfg.get('lr')}, style mixing "
         f"{gan_cfg.get('style_mixing_prob')}) for {prov['generator'].get('kimg')} kimg; EMA "
         f"weights. Truncation ψ {g.truncation_psi} on the first {g.truncation_layers} layers "
-        "for sampling only.",
+        "for sampling only." + _teacher_text(gan_cfg),
         f"* **Encoder** (`encoder.safetensors`): the official PyTorch-port architecture with "
         f"BatchNorm (channels {e.channels_base}→{e.channels_max}, trainable BN γ), trained with "
         f"the paper's objective: pixel MSE + {enc_cfg.get('perceptual_weight')}·VGG "
