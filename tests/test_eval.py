@@ -326,9 +326,25 @@ def test_check_targets_reads_the_paper_claims_off_a_result() -> None:
     assert t["editing_per_boundary"]["passing"] == ["smile"]
     assert not t["editing_per_boundary"]["met"]
     assert t["in_domain_beats_mse_only"]["attributes"] == ["beard", "smile"]
-    assert t["in_domain_beats_mse_only"]["met"]
+    assert not t["in_domain_beats_mse_only"]["met"]  # 2 of 3: the issue asks for 7 of 8
+    assert t["in_domain_beats_mse_only"]["target"].endswith("at least 3 of 3 boundaries")
+    assert "weights" not in t
     result["reconstruction"]["in_domain"]["mse"] = 0.031
     assert not check_targets(result)["in_domain_mse_vs_encoder"]["met"]
+    # eight boundaries: 6 passing and 7 wins meet the targets, 5 and 6 do not
+    result["editing"] = {f"a{i}": edit(0.5, 0.6, 0.85, 0.9) for i in range(6)}
+    result["editing"]["a6"] = edit(0.5, 0.6, 0.7, 0.9)  # beats MSE-only, success too low
+    result["editing"]["a7"] = edit(0.5, 0.9, 0.85, 0.8)  # loses, preserved too low
+    result["config"] = {"weights_mib": 19.95}
+    t = check_targets(result)
+    assert t["editing_per_boundary"]["met"] and t["editing_per_boundary"]["value"] == 6
+    assert t["in_domain_beats_mse_only"]["met"] and t["in_domain_beats_mse_only"]["value"] == 7
+    assert t["weights"]["met"] and t["weights"]["value"] == 19.95
+    result["editing"]["a5"] = edit(0.5, 0.9, 0.7, 0.9)
+    t = check_targets(result)
+    assert not t["editing_per_boundary"]["met"] and not t["in_domain_beats_mse_only"]["met"]
+    result["config"]["weights_mib"] = 25.5
+    assert not check_targets(result)["weights"]["met"]
 
 
 # ------------------------------------------------------------------------------ generator section
@@ -454,3 +470,17 @@ def test_card_names_the_teacher_recipe_and_the_start() -> None:
     assert "Started from the generator of `faces64`" in text
     assert "**Renderer as teacher**" in text and "weight 1: L1 + 1 × shallow VGG16" in text
     assert "mapping lr × 10" in text
+
+
+def test_provenance_time_is_the_exported_steps(tmp_path: Path) -> None:
+    """A GAN run keeps training after the step the encoder used; lines logged after it, and
+    those of a segment lost to a hard kill (re-logged after the resume), are not its time."""
+    from idinvert.training.export import _last_log
+
+    rows = [(10, 100.0), (20, 200.0), (30, 300.0), (40, 400.0), (30, 310.0), (40, 410.0)]
+    (tmp_path / "log.jsonl").write_text(
+        "".join(json.dumps({"step": s, "time_sec": t}) + "\n" for s, t in rows)
+    )
+    assert _last_log(tmp_path)["time_sec"] == 410.0
+    assert _last_log(tmp_path, 25)["time_sec"] == 200.0
+    assert _last_log(tmp_path, 5) == {} and _last_log(None, 5) == {}

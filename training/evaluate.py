@@ -30,6 +30,7 @@ but edits better (higher success and preservation).
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -355,6 +356,9 @@ def evaluate(
                 "source": bundle.perceptual.config.source if bundle.perceptual else None,
             },
             "lpips_available": metric is not None,
+            "weights_mib": round(
+                sum(f.stat().st_size for f in model_dir.rglob("*.safetensors")) / 2**20, 3
+            ),
             "edits": edits,
             "device": str(bundle.device),
             "threads": torch.get_num_threads(),
@@ -428,6 +432,10 @@ TARGETS = {
     "mse_ratio": 0.5,
     "edit_success": 0.8,
     "edit_preserved": 0.85,
+    # issue 12: on at least 6 of 8 boundaries; in-domain ≥ MSE-only on at least 7 of 8
+    "edit_boundaries_share": 6 / 8,
+    "beats_mse_only_share": 7 / 8,
+    "weights_mib": 25.0,
     # issue 12 (bundled model v2): absolute reconstruction targets and the generator's KID
     "in_domain_lpips": 0.10,
     "in_domain_mse": 0.02,
@@ -443,9 +451,12 @@ def check_targets(result: dict[str, Any]) -> dict[str, Any]:
 
     * every attribute's classifier accuracy on the held-out inputs ≥ 0.95;
     * in-domain reconstruction MSE ≤ 0.5 × the encoder's;
-    * per boundary, in-domain editing success ≥ 0.8 with ≥ 0.85 of the other attributes
-      preserved (vs the input; ``preserved_vs_reconstruction`` is reported beside it);
-    * in-domain editing success ≥ MSE-only optimisation's on most (> half) boundaries.
+    * in-domain editing success ≥ 0.8 with ≥ 0.85 of the other attributes preserved (vs the
+      input; ``preserved_vs_reconstruction`` is reported beside it) on at least 6 of 8
+      boundaries (that share, rounded up);
+    * in-domain editing success ≥ MSE-only optimisation's on at least 7 of 8 boundaries;
+    * in-domain reconstruction LPIPS ≤ 0.10 and MSE ≤ 0.02, generator KID ≤ 1/3 of v1's, and
+      the model's weights ≤ 25 MiB (when the result carries them).
 
     Returns ``{name: {"value": …, "target": …, "met": bool}}`` (JSON-ready).
     """
@@ -483,21 +494,28 @@ def check_targets(result: dict[str, Any]) -> dict[str, Any]:
             for a, row in editing.items()
             if row["in_domain"]["success"] >= row["mse_optimization"]["success"]
         ]
+        need_ok = math.ceil(t["edit_boundaries_share"] * len(ok) - 1e-9)
+        need_wins = math.ceil(t["beats_mse_only_share"] * len(editing) - 1e-9)
         out["editing_per_boundary"] = {
             "value": sum(ok.values()),
             "of": len(ok),
             "target": f"success >= {t['edit_success']} and preserved >= {t['edit_preserved']} "
-            "on every boundary (in-domain)",
-            "met": all(ok.values()),
+            f"on at least {need_ok} of {len(ok)} boundaries (in-domain)",
+            "met": sum(ok.values()) >= need_ok,
             "passing": sorted(a for a, v in ok.items() if v),
         }
         out["in_domain_beats_mse_only"] = {
             "value": len(wins),
             "of": len(editing),
-            "target": "in-domain success >= MSE-only success on most boundaries",
-            "met": len(wins) > len(editing) / 2,
+            "target": f"in-domain success >= MSE-only success on at least {need_wins} of "
+            f"{len(editing)} boundaries",
+            "met": len(wins) >= need_wins,
             "attributes": sorted(wins),
         }
+    weights = result.get("config", {}).get("weights_mib")
+    if weights is not None:
+        out["weights"] = _at_most(weights, t["weights_mib"], 2)
+        out["weights"]["target"] += " MiB (safetensors files of the model directory)"
     return out
 
 

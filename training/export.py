@@ -64,11 +64,15 @@ def external_perceptual_config() -> PerceptualConfig:
     return PerceptualConfig("torchvision", TORCHVISION_OUTPUT_SCALE, VGG_SOURCE)
 
 
-def _last_log(run_dir: Path | None) -> dict[str, Any]:
+def _last_log(run_dir: Path | None, step: int | None = None) -> dict[str, Any]:
+    """The run's last ``log.jsonl`` line, or with ``step`` the last one logged at or before it
+    (a GAN run keeps training after the step an encoder was trained against)."""
     if run_dir is None or not (run_dir / "log.jsonl").is_file():
         return {}
-    lines = [ln for ln in (run_dir / "log.jsonl").read_text().splitlines() if ln.strip()]
-    return json.loads(lines[-1]) if lines else {}
+    rows = [json.loads(ln) for ln in (run_dir / "log.jsonl").read_text().splitlines() if ln.strip()]
+    if step is not None:
+        rows = [r for r in rows if r.get("step", 0) <= step]
+    return rows[-1] if rows else {}
 
 
 def _generator_matches(run_dir: Path, G: torch.nn.Module) -> bool | None:
@@ -190,7 +194,7 @@ def build_model_dir(
             "run": str(gan_info.get("run", "")),
             "step": gan_info.get("step"),
             "kimg": gan_info.get("kimg"),
-            "train_seconds": _last_log(gan_dir).get("time_sec"),
+            "train_seconds": _last_log(gan_dir, gan_info.get("step")).get("time_sec"),
         },
         "encoder": {
             "trainer": "idinvert train encoder (domain-guided encoder, IDInvert objective)",
