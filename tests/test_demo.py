@@ -207,6 +207,39 @@ def test_computations_share_one_thread_and_sliders_answer_during_an_inversion(
     assert threads == {name: {"idinvert-compute"} for name in threads}
 
 
+def test_a_cancelled_inversion_frees_the_compute_thread(server, photos, monkeypatch):
+    import time
+
+    from idinvert.demo import service
+
+    steps_run: list[int] = []
+    real_invert = service.invert_image
+
+    def slow_invert(bundle, image, steps, callback=None, *args):
+        def each_step(info):  # a slow model: 20 steps ≈ 4 s
+            time.sleep(0.2)
+            steps_run.append(info.step)
+            if callback is not None:
+                callback(info)
+
+        return real_invert(bundle, image, steps, each_step, *args)
+
+    monkeypatch.setattr(service, "invert_image", slow_invert)
+    leaving, next_user = _client(server), _client(server)
+    job = leaving.submit(handle_file(str(photos["a"])), 20, False, api_name="/invert")
+    deadline = time.monotonic() + 10
+    while not steps_run and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert steps_run, "the inversion did not start"
+    job.cancel()
+    time.sleep(0.3)
+    start = time.monotonic()
+    next_user.predict(handle_file(str(photos["b"])), 1, False, api_name="/invert")
+    waited = time.monotonic() - start
+    assert max(steps_run) < 20, steps_run  # the abandoned inversion stopped early
+    assert waited < 2.5, waited  # and the next one did not wait for its ≈ 3.4 s left
+
+
 def test_align_and_paste_back_real_photo(server):
     pytest.importorskip("dlib")
     from pathlib import Path
