@@ -51,6 +51,7 @@ from idinvert.demo.gpu import gpu, zero_gpu
 
 log = logging.getLogger(__name__)
 
+
 class InversionAbandoned(Exception):
     """Raised inside an inversion whose request went away (ends it at the next step)."""
 
