@@ -29,6 +29,8 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,15 @@ from idinvert.demo.gpu import gpu, zero_gpu
 log = logging.getLogger(__name__)
 
 
-class InversionAbandoned(Exception):
-    """Raised inside an inversion whose request went away (ends it at the next step)."""
+def _wait(future: Future, seconds: float) -> bool:
+    """Whether ``future`` finished within ``seconds``."""
+    try:
+        future.exception(timeout=seconds)
+    except FuturesTimeout:
+        return False
+    except CancelledError:
+        pass
+    return True
 
 
 #: Seconds between two streamed progress updates of an inversion. Each update (status line and
@@ -271,37 +280,32 @@ class DemoApp:
         this generator early (the request went away) stops the inversion at its next step, so
         an abandoned run does not hold the compute thread."""
         updates: queue.Queue = queue.Queue()
-        done = threading.Event()
         abandoned = threading.Event()  # the request went away: free the compute thread
-        box: dict[str, Any] = {}
 
         def on_step(info: StepInfo) -> None:
             if abandoned.is_set():
-                raise InversionAbandoned
+                raise service.InversionAbandoned
             updates.put(info)
             self.compute.run_waiting_short()  # sliders answer between two steps
 
-        def work() -> None:
-            try:
-                box["out"] = service.invert_image(
-                    entry.bundle,
-                    image,
-                    steps,
-                    on_step,
-                    entry.lpips,
-                    expert,
-                    self.limits.precision_for(entry.bundle.device),
-                )
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                box["error"] = exc
-            finally:
-                done.set()
+        bundle = entry.bundle
+        precision = self.limits.precision_for(bundle.device)
 
-        self.compute.submit(work)
+        def run_batch(items: list[tuple[np.ndarray, Any]]) -> list[service.InversionOutput]:
+            images, callbacks = zip(*items, strict=True)
+            return service.invert_images(
+                bundle, list(images), steps, list(callbacks), entry.lpips, expert, precision
+            )
+
+        # concurrent visitors' inversions with equal settings run as one batch
+        key = ("invert", entry.label, steps, expert, precision)
+        future = self.compute.submit_batched(
+            key, (image, on_step), run_batch, self.limits.max_batch
+        )
         last = 0.0
         latest = None
         try:
-            while not done.wait(0.05):
+            while not _wait(future, 0.05):
                 while not updates.empty():
                     latest = updates.get_nowait()
                 if latest is not None and time.monotonic() - last > STREAM_INTERVAL_S:
@@ -309,11 +313,9 @@ class DemoApp:
                     yield "step", latest
                     latest = None
         finally:  # closed early (the visitor left, the job was cancelled): stop at the next step
-            if not done.is_set():
+            if not future.done():
                 abandoned.set()
-        if "error" in box:
-            raise box["error"]
-        yield "done", box["out"]
+        yield "done", future.result()
 
     def invert(
         self,

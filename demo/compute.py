@@ -28,11 +28,13 @@ there).
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -40,6 +42,18 @@ import torch
 T = TypeVar("T")
 
 _Task = tuple[Future, contextvars.Context, Callable[..., Any], tuple, dict]
+
+
+@dataclass
+class _BatchItem:
+    """One request's share of a batchable long task (see :meth:`ComputeThread.submit_batched`)."""
+
+    future: Future
+    ctx: contextvars.Context
+    key: Hashable
+    item: Any
+    run_batch: Callable[[list[Any]], list[Any]]
+    max_batch: int
 
 
 class ComputeThread:
@@ -54,7 +68,8 @@ class ComputeThread:
     def __init__(self, threads: int, name: str = "idinvert-compute") -> None:
         self.threads = max(1, int(threads))
         self._short: queue.SimpleQueue[_Task] = queue.SimpleQueue()
-        self._long: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._long: collections.deque[_Task | _BatchItem] = collections.deque()
+        self._long_lock = threading.Lock()
         self._wake = threading.Semaphore(0)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -78,7 +93,38 @@ class ComputeThread:
         if self.on_compute_thread():
             _run(future, ctx, fn, args, kwargs)
             return future
-        (self._short if short else self._long).put((future, ctx, fn, args, kwargs))
+        if short:
+            self._short.put((future, ctx, fn, args, kwargs))
+        else:
+            with self._long_lock:
+                self._long.append((future, ctx, fn, args, kwargs))
+        self._wake.release()
+        return future
+
+    def submit_batched(
+        self,
+        key: Hashable,
+        item: Any,
+        run_batch: Callable[[list[Any]], list[Any]],
+        max_batch: int = 8,
+    ) -> Future:
+        """Queue a long task that may run together with others of the same ``key``.
+
+        When the compute thread reaches it, every ``key`` item waiting at that moment (up to
+        ``max_batch``, in arrival order) runs in one ``run_batch(items) -> results`` call —
+        concurrent visitors' inversions with equal settings become one batched optimisation.
+        Nothing waits for company: an item alone runs alone. The future holds this item's
+        result, or the batch's exception.
+        """
+        future: Future = Future()
+        entry = _BatchItem(
+            future, contextvars.copy_context(), key, item, run_batch, max(1, max_batch)
+        )
+        if self.on_compute_thread():
+            _run_batch([entry])
+            return future
+        with self._long_lock:
+            self._long.append(entry)
         self._wake.release()
         return future
 
@@ -101,19 +147,63 @@ class ComputeThread:
             _run(*task)
             ran += 1
 
+    def _next_long(self) -> list[_BatchItem] | _Task | None:
+        """The oldest long task, or the oldest batch item with its waiting companions."""
+        with self._long_lock:
+            if not self._long:
+                return None
+            first = self._long.popleft()
+            if not isinstance(first, _BatchItem):
+                return first
+            batch = [first]
+            rest: collections.deque[_Task | _BatchItem] = collections.deque()
+            while self._long:
+                entry = self._long.popleft()
+                if (
+                    isinstance(entry, _BatchItem)
+                    and entry.key == first.key
+                    and len(batch) < first.max_batch
+                ):
+                    batch.append(entry)
+                else:
+                    rest.append(entry)
+            self._long = rest
+        for _ in batch[1:]:  # their wake-up tokens are spent here
+            self._wake.acquire(blocking=False)
+        return batch
+
     def _loop(self) -> None:
         while True:
             self._wake.acquire()
+            task: list[_BatchItem] | _Task | None
             try:
                 task = self._short.get_nowait()
             except queue.Empty:
-                try:
-                    task = self._long.get_nowait()
-                except queue.Empty:  # its short task already ran between another's steps
+                task = self._next_long()
+                if task is None:  # its task already ran between another's steps
                     continue
             if torch.get_num_threads() != self.threads:  # the setting is process-wide
                 torch.set_num_threads(self.threads)
-            _run(*task)
+            if isinstance(task, list):
+                _run_batch(task)
+            else:
+                _run(*task)
+
+
+def _run_batch(batch: list[_BatchItem]) -> None:
+    live = [b for b in batch if b.future.set_running_or_notify_cancel()]
+    if not live:
+        return
+    try:
+        results = live[0].ctx.run(live[0].run_batch, [b.item for b in live])
+        if len(results) != len(live):
+            raise RuntimeError(f"run_batch returned {len(results)} results for {len(live)} items")
+    except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+        for b in live:
+            b.future.set_exception(exc)
+    else:
+        for b, result in zip(live, results, strict=True):
+            b.future.set_result(result)
 
 
 def _run(
@@ -147,6 +237,20 @@ class InlineCompute:
         task = (future, contextvars.copy_context(), fn, args, kwargs)
         threading.Thread(target=_run, args=task, name="idinvert-task", daemon=True).start()
         return future
+
+    def submit_batched(
+        self,
+        key: Hashable,
+        item: Any,
+        run_batch: Callable[[list[Any]], list[Any]],
+        max_batch: int = 8,
+    ) -> Future:
+        """``run_batch([item])`` in a thread of its own (nothing to batch with)."""
+        entry = _BatchItem(Future(), contextvars.copy_context(), key, item, run_batch, 1)
+        threading.Thread(
+            target=_run_batch, args=([entry],), name="idinvert-task", daemon=True
+        ).start()
+        return entry.future
 
     def call(self, fn: Callable[..., T], *args: Any, short: bool = False, **kwargs: Any) -> T:
         return fn(*args, **kwargs)

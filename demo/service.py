@@ -44,7 +44,13 @@ from idinvert.core.edit import (
 from idinvert.core.editing import manipulate
 from idinvert.core.errors import IdinvertError
 from idinvert.core.images import load_image, resize_to_model, to_tensor, to_uint8
-from idinvert.core.inversion import InversionSettings, StepCallback, invert, synthesize
+from idinvert.core.inversion import (
+    InversionSettings,
+    StepCallback,
+    StepInfo,
+    invert,
+    synthesize,
+)
 from idinvert.core.modeldir import ModelBundle
 from idinvert.core.precision import native_bf16
 
@@ -80,6 +86,8 @@ class DemoLimits:
             official numbers) or ``"bf16"``. bf16 ends within about 1 % of fp32's objective
             on the bundled model (−0.33 % on average over 8 held-out renders × 100 steps) and
             takes ~0.7× its time on this CPU.
+        max_batch: most inversions of concurrent visitors (same model, steps and settings)
+            run as one batch on the compute thread (1 = never batch).
         compute_thread: run every computation on one long-lived server thread
             (:mod:`idinvert.demo.compute`; off on ZeroGPU Spaces, where the GPU is attached to
             the request's own call). Off: each request computes in its own thread.
@@ -104,6 +112,7 @@ class DemoLimits:
     max_result_images: int = 64
     precision: str = "auto"
     compute_thread: bool = True
+    max_batch: int = 8
     torch_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -346,6 +355,11 @@ class InversionOutput:
     precision: str = "fp32"
 
 
+class InversionAbandoned(Exception):
+    """Raised by an inversion's step callback when its request went away: that image's run
+    stops (a batch goes on for the images whose requests are still there)."""
+
+
 def invert_image(
     bundle: ModelBundle,
     image: np.ndarray,
@@ -358,6 +372,27 @@ def invert_image(
     """In-domain inversion of one ``uint8 [R, R, 3]`` image with the official objective
     (``expert`` overrides its learning rate and loss weights; ``precision`` ``"fp32"`` or
     ``"bf16"``, see :attr:`DemoLimits.precision`)."""
+    return invert_images(bundle, [image], steps, [callback], lpips_metric, expert, precision)[0]
+
+
+def invert_images(
+    bundle: ModelBundle,
+    images: Sequence[np.ndarray],
+    steps: int,
+    callbacks: Sequence[StepCallback | None],
+    lpips_metric: Any = None,
+    expert: ExpertSettings | None = None,
+    precision: str = "fp32",
+) -> list[InversionOutput]:
+    """:func:`invert_image` of several ``uint8 [R, R, 3]`` images as one batch (concurrent
+    visitors' inversions with the same settings: one optimisation, N codes).
+
+    ``callbacks[i]`` gets image i's :class:`StepInfo` (losses ``[1]``, offset 0). A callback
+    that raises :class:`InversionAbandoned` is not called again; when every image's has, the
+    whole run stops with that exception.
+    """
+    if len(images) != len(callbacks) or not images:
+        raise ValueError("one callback (or None) per image, at least one image")
     expert = expert or ExpertSettings()
     settings = InversionSettings(
         steps=steps,
@@ -368,29 +403,54 @@ def invert_image(
     )
     if steps > 0 and bundle.perceptual is None:
         settings = settings.with_(perceptual_weight=0.0)
-    x = to_tensor(image)
-    result = invert(bundle, x, settings, callback=callback)
+    x = torch.cat([to_tensor(image) for image in images])
+    live = [c is not None for c in callbacks]
+
+    def each_step(info: StepInfo) -> None:
+        for j in range(len(next(iter(info.losses.values())))):
+            i = info.offset + j
+            callback = callbacks[i]
+            if not live[i] or callback is None:
+                continue
+            try:
+                callback(
+                    StepInfo(
+                        info.step, info.total, {k: v[j : j + 1] for k, v in info.losses.items()}
+                    )
+                )
+            except InversionAbandoned:
+                live[i] = False
+                if not any(live):
+                    raise
+
+    result = invert(bundle, x, settings, callback=each_step if any(live) else None)
     enc = synthesize(bundle, result.init_codes)
     fin = synthesize(bundle, result.codes)
-    lp = lp_enc = None
-    if lpips_metric is not None:
-        lp = float(lpips_metric(fin, x))
-        lp_enc = float(lpips_metric(enc, x))
-    return InversionOutput(
-        target=image,
-        encoder_image=to_uint8(enc)[0],
-        final_image=to_uint8(fin)[0],
-        codes=result.codes.numpy(),
-        init_codes=result.init_codes.numpy(),
-        mse_encoder=float((enc - x).square().mean()),
-        mse=float((fin - x).square().mean()),
-        lpips=lp,
-        lpips_encoder=lp_enc,
-        seconds=result.seconds,
-        history=result.history,
-        perceptual_used=settings.perceptual_weight > 0,
-        precision=precision,
-    )
+    outputs = []
+    for i, image in enumerate(images):
+        xi, ei, fi = x[i : i + 1], enc[i : i + 1], fin[i : i + 1]
+        lp = lp_enc = None
+        if lpips_metric is not None:
+            lp = float(lpips_metric(fi, xi))
+            lp_enc = float(lpips_metric(ei, xi))
+        outputs.append(
+            InversionOutput(
+                target=image,
+                encoder_image=to_uint8(ei)[0],
+                final_image=to_uint8(fi)[0],
+                codes=result.codes[i : i + 1].numpy(),
+                init_codes=result.init_codes[i : i + 1].numpy(),
+                mse_encoder=float((ei - xi).square().mean()),
+                mse=float((fi - xi).square().mean()),
+                lpips=lp,
+                lpips_encoder=lp_enc,
+                seconds=result.seconds,
+                history={k: v[:, i : i + 1] for k, v in result.history.items()},
+                perceptual_used=settings.perceptual_weight > 0,
+                precision=precision,
+            )
+        )
+    return outputs
 
 
 def sample_code(bundle: ModelBundle, seed: int) -> tuple[np.ndarray, np.ndarray]:

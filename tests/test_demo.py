@@ -132,7 +132,21 @@ def test_edit_before_invert_and_step_cap_are_errors(server, photos):
         )
 
 
-def test_eight_concurrent_clients(server, tmp_path):
+def test_eight_concurrent_clients(server, tmp_path, monkeypatch):
+    import time
+
+    from idinvert.demo import service
+
+    sizes: list[int] = []
+    real_invert = service.invert_images
+
+    def recorded(bundle, images, *args):
+        sizes.append(len(images))
+        if len(sizes) == 1:
+            time.sleep(0.5)  # a slow first inversion: the others arrive meanwhile
+        return real_invert(bundle, images, *args)
+
+    monkeypatch.setattr(service, "invert_images", recorded)
     # distinct inputs: Gradio caches outputs by content hash, so identical concurrent results
     # would share one cache file; real users' results differ
     rng = np.random.default_rng(7)
@@ -150,6 +164,8 @@ def test_eight_concurrent_clients(server, tmp_path):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, range(8)))
     assert results == [((1, 8, 16), (32, 32))] * 8
+    # the inversions that waited behind the first ran batched, each client got its own codes
+    assert sum(sizes) == 8 and max(sizes) > 1, sizes
 
 
 def test_computations_share_one_thread_and_sliders_answer_during_an_inversion(
@@ -163,20 +179,19 @@ def test_computations_share_one_thread_and_sliders_answer_during_an_inversion(
     threads: dict[str, set[str]] = {"invert": set(), "quick_edit": set(), "sample": set()}
     finished: dict[str, float] = {}
     real_invert, real_quick, real_sample = (
-        service.invert_image,
+        service.invert_images,
         service.quick_edit,
         service.sample_code,
     )
 
-    def slow_invert(bundle, image, steps, callback=None, *args):
+    def slow_invert(bundle, images, steps, callbacks, *args):
         threads["invert"].add(threading.current_thread().name)
 
         def each_step(info):  # a slow model: 20 steps ≈ 1.6 s
             time.sleep(0.08)
-            if callback is not None:
-                callback(info)
+            callbacks[0](info)
 
-        out = real_invert(bundle, image, steps, each_step, *args)
+        out = real_invert(bundle, images, steps, [each_step], *args)
         finished["invert"] = time.monotonic()
         return out
 
@@ -188,7 +203,7 @@ def test_computations_share_one_thread_and_sliders_answer_during_an_inversion(
         threads["sample"].add(threading.current_thread().name)
         return real_sample(*args)
 
-    monkeypatch.setattr(service, "invert_image", slow_invert)
+    monkeypatch.setattr(service, "invert_images", slow_invert)
     monkeypatch.setattr(service, "quick_edit", quick)
     monkeypatch.setattr(service, "sample_code", sample)
     slider_user = _client(server)
@@ -213,18 +228,17 @@ def test_a_cancelled_inversion_frees_the_compute_thread(server, photos, monkeypa
     from idinvert.demo import service
 
     steps_run: list[int] = []
-    real_invert = service.invert_image
+    real_invert = service.invert_images
 
-    def slow_invert(bundle, image, steps, callback=None, *args):
+    def slow_invert(bundle, images, steps, callbacks, *args):
         def each_step(info):  # a slow model: 20 steps ≈ 4 s
             time.sleep(0.2)
             steps_run.append(info.step)
-            if callback is not None:
-                callback(info)
+            callbacks[0](info)
 
-        return real_invert(bundle, image, steps, each_step, *args)
+        return real_invert(bundle, images, steps, [each_step], *args)
 
-    monkeypatch.setattr(service, "invert_image", slow_invert)
+    monkeypatch.setattr(service, "invert_images", slow_invert)
     leaving, next_user = _client(server), _client(server)
     job = leaving.submit(handle_file(str(photos["a"])), 20, False, api_name="/invert")
     deadline = time.monotonic() + 10

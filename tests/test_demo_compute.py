@@ -87,3 +87,49 @@ def test_inline_compute_runs_calls_in_the_caller():
     future = inline.submit(threading.current_thread)
     assert future.result(timeout=5) is not threading.current_thread()
     assert inline.run_waiting_short() == 0
+
+
+def test_waiting_items_with_the_same_key_run_as_one_batch():
+    compute = ComputeThread(1)
+    gate = threading.Event()
+    calls: list[list] = []
+    order: list[str] = []
+
+    def double(items: list) -> list:
+        calls.append(list(items))
+        order.append(f"batch{items}")
+        return [2 * i for i in items]
+
+    compute.submit(gate.wait, 5)  # keeps the thread busy while the others arrive
+    a = [compute.submit_batched("k", i, double, max_batch=3) for i in range(4)]
+    other = compute.submit_batched("other", 10, double)
+    plain = compute.submit(order.append, "plain")
+    a.append(compute.submit_batched("k", 4, double, max_batch=3))
+    gate.set()
+    assert [f.result(timeout=5) for f in a] == [0, 2, 4, 6, 8]
+    assert other.result(timeout=5) == 20 and plain.result(timeout=5) is None
+    # the oldest item takes the waiting ones of its key (at most 3), the rest keep their order
+    assert calls == [[0, 1, 2], [3, 4], [10]]
+    assert order == ["batch[0, 1, 2]", "batch[3, 4]", "batch[10]", "plain"]
+
+
+def test_a_failing_batch_fails_every_item_and_cancelled_items_drop_out():
+    compute = ComputeThread(1)
+    gate = threading.Event()
+    seen: list[list] = []
+
+    def boom(items: list) -> list:
+        seen.append(list(items))
+        raise ValueError("bad batch")
+
+    compute.submit(gate.wait, 5)
+    futures = [compute.submit_batched("k", i, boom) for i in range(3)]
+    assert futures[1].cancel()
+    gate.set()
+    for i in (0, 2):
+        with pytest.raises(ValueError, match="bad batch"):
+            futures[i].result(timeout=5)
+    assert seen == [[0, 2]]
+    short = compute.submit_batched("k", 7, lambda items: [len(items)])
+    assert short.result(timeout=5) == 1  # alone: nothing waits for company
+    assert InlineCompute().submit_batched("k", 3, lambda items: [items]).result(5) == [3]

@@ -192,3 +192,40 @@ def test_threads_and_precision_of_the_computations(monkeypatch):
     assert service.DemoLimits().precision_for(cpu) == "bf16"
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
         service.DemoLimits(precision="fp16")
+
+
+def test_a_batch_of_inversions_gives_each_visitor_their_own_result(tiny_model_dir):
+    from idinvert.core.modeldir import load_model_dir
+
+    bundle = load_model_dir(tiny_model_dir)
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    seen: dict[int, list] = {0: [], 1: [], 2: []}
+
+    def watcher(i: int):
+        def on_step(info):
+            assert info.offset == 0 and info.losses["total"].shape == (1,)
+            seen[i].append(float(info.losses["pixel"][0]))
+            if i == 1 and info.step == 2:
+                raise service.InversionAbandoned  # visitor 1 left; the others go on
+
+        return on_step
+
+    batch = service.invert_images(bundle, images, 4, [watcher(i) for i in range(3)])
+    assert len(seen[0]) == len(seen[2]) == 4 and len(seen[1]) == 2
+    for i, image in enumerate(images):
+        alone = service.invert_image(bundle, image, 4)
+        out = batch[i]
+        assert out.codes.shape == (1, *alone.codes.shape[1:])
+        np.testing.assert_allclose(out.codes, alone.codes, atol=1e-4)
+        np.testing.assert_allclose(out.history["pixel"], alone.history["pixel"], rtol=1e-4)
+        assert seen[i][0] == pytest.approx(float(alone.history["pixel"][0, 0]), rel=1e-4)
+        assert out.mse == pytest.approx(alone.mse, rel=1e-3)
+    with pytest.raises(service.InversionAbandoned):  # nobody left: the run stops
+
+        def gone(info):
+            raise service.InversionAbandoned
+
+        service.invert_images(bundle, images[:2], 4, [gone, gone])
+    with pytest.raises(ValueError, match="one callback"):
+        service.invert_images(bundle, images, 4, [None])
