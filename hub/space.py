@@ -91,6 +91,7 @@ LIMITS = DemoLimits(
     session_ttl_s=int(os.environ.get("IDINVERT_SESSION_TTL", "3600")),
     torch_threads=int(os.environ.get("IDINVERT_THREADS") or 0) or None,
     precision=os.environ.get("IDINVERT_PRECISION", "auto"),
+    max_batch=int(os.environ.get("IDINVERT_MAX_BATCH", "8")),
 )
 demo = build_demo(os.environ.get("IDINVERT_MODEL") or DEFAULT_MODEL, "auto", LIMITS)
 
@@ -437,6 +438,7 @@ Settings (Space variables):
 | `IDINVERT_MAX_SESSIONS` | sessions whose state is kept in memory | 200 |
 | `IDINVERT_SESSION_TTL` | seconds a session's state and files live after its last action | 3600 |
 | `IDINVERT_THREADS` | CPU threads of the compute thread | all cores |
+| `IDINVERT_MAX_BATCH` | concurrent visitors' inversions run as one batch (1 = never) | 8 |
 | `IDINVERT_PRECISION` | `auto` (bf16 where native: AMX CPUs, GPUs), `fp32` or `bf16` | auto |
 | `IDINVERT_MODELS` | several models side by side: `label=ref,label=ref,...` (a selector) | unset |
 | `IDINVERT_GPU_SECONDS` | ZeroGPU time requested per inversion/edit | 120 |

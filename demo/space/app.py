@@ -30,6 +30,7 @@ LIMITS = DemoLimits(
     session_ttl_s=int(os.environ.get("IDINVERT_SESSION_TTL", "3600")),
     torch_threads=int(os.environ.get("IDINVERT_THREADS") or 0) or None,
     precision=os.environ.get("IDINVERT_PRECISION", "auto"),
+    max_batch=int(os.environ.get("IDINVERT_MAX_BATCH", "8")),
 )
 demo = build_demo(os.environ.get("IDINVERT_MODEL") or DEFAULT_MODEL, "auto", LIMITS)
 
