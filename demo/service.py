@@ -73,7 +73,10 @@ class DemoLimits:
         max_upload_mb: largest upload accepted by the server.
         max_pixels: largest decoded image (width × height).
         max_contexts: most context images for diffusion.
-        concurrency: inversions/edits running at once (the queue holds the rest).
+        concurrency: requests of one kind handled at once (the queue holds the rest). With
+            the compute thread their computations take turns on it (sliders between inversion
+            steps, equal inversions batched up to ``max_batch``), so this does not multiply
+            the CPU load; without it each runs in its own thread.
         max_sessions: browser/API sessions whose state is kept in memory (the oldest is
             dropped beyond that).
         session_ttl_s: a session's state and result files are released this long after its
@@ -105,7 +108,7 @@ class DemoLimits:
     max_upload_mb: int = 10
     max_pixels: int = 25_000_000
     max_contexts: int = 4
-    concurrency: int = 2
+    concurrency: int = 8
     max_sessions: int = 200
     session_ttl_s: int = 3600
     result_grace_s: int = 30

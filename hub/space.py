@@ -85,7 +85,7 @@ LIMITS = DemoLimits(
     max_steps=int(os.environ.get("IDINVERT_MAX_STEPS", "200")),
     default_steps=int(os.environ.get("IDINVERT_DEFAULT_STEPS", "100")),
     max_upload_mb=int(os.environ.get("IDINVERT_MAX_UPLOAD_MB", "10")),
-    concurrency=int(os.environ.get("IDINVERT_CONCURRENCY", "2")),
+    concurrency=int(os.environ.get("IDINVERT_CONCURRENCY", "8")),
     max_contexts=int(os.environ.get("IDINVERT_MAX_CONTEXTS", "4")),
     max_sessions=int(os.environ.get("IDINVERT_MAX_SESSIONS", "200")),
     session_ttl_s=int(os.environ.get("IDINVERT_SESSION_TTL", "3600")),
@@ -433,7 +433,7 @@ Settings (Space variables):
 | `IDINVERT_MAX_STEPS` | server-side cap on optimization steps | 200 |
 | `IDINVERT_DEFAULT_STEPS` | steps preselected in the UI | 100 |
 | `IDINVERT_MAX_UPLOAD_MB` | upload size cap | 10 |
-| `IDINVERT_CONCURRENCY` | requests handled at once (the rest wait in the queue) | 2 |
+| `IDINVERT_CONCURRENCY` | requests handled at once (the rest wait in the queue) | 8 |
 | `IDINVERT_MAX_CONTEXTS` | context images per semantic diffusion | 4 |
 | `IDINVERT_MAX_SESSIONS` | sessions whose state is kept in memory | 200 |
 | `IDINVERT_SESSION_TTL` | seconds a session's state and files live after its last action | 3600 |
