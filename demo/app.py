@@ -312,8 +312,9 @@ class DemoApp:
                     last = time.monotonic()
                     yield "step", latest
                     latest = None
-        finally:  # closed early (the visitor left, the job was cancelled): stop at the next step
-            if not future.done():
+        finally:  # closed early (the visitor left, the job was cancelled): drop out of the
+            # queue, or stop at the next step
+            if not future.done() and not future.cancel():
                 abandoned.set()
         yield "done", future.result()
 
