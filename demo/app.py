@@ -29,8 +29,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import CancelledError, Future
-from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +51,6 @@ from idinvert.demo.controls import controls_for, update_for, values_from_control
 from idinvert.demo.gpu import gpu, zero_gpu
 
 log = logging.getLogger(__name__)
-
-
-def _wait(future: Future, seconds: float) -> bool:
-    """Whether ``future`` finished within ``seconds``."""
-    try:
-        future.exception(timeout=seconds)
-    except FuturesTimeout:
-        return False
-    except CancelledError:
-        pass
-    return True
 
 
 #: Seconds between two streamed progress updates of an inversion. Each update (status line and
@@ -305,7 +293,7 @@ class DemoApp:
         last = 0.0
         latest = None
         try:
-            while not _wait(future, 0.05):
+            while not futures.wait([future], timeout=0.05).done:
                 while not updates.empty():
                     latest = updates.get_nowait()
                 if latest is not None and time.monotonic() - last > STREAM_INTERVAL_S:

@@ -60,9 +60,6 @@ Session = dict[str, Any]
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
 @dataclass(frozen=True)
 class DemoLimits:
     """Server-side caps (enforced for the UI and the API alike).

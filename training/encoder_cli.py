@@ -193,6 +193,13 @@ def _print_encoder_sizes(cfg: Any) -> None:
     )
 
 
+def _levels(measured: dict[str, Any]) -> str:
+    """A measured edit's mean colour shift per region, e.g. ``"8.9, 13.1"`` (8-bit levels)."""
+    from idinvert.training.entanglement import REGIONS
+
+    return ", ".join(f"{measured['colour_shift'][r]['mean_abs']:.1f}" for r in REGIONS)
+
+
 @click.command("boundary")
 @click.option(
     "--model",
@@ -391,16 +398,8 @@ def boundary_command(
         shift = e.get("colour_decorrelation")
         if shift:
             extra += (
-                "; background/shirt shift (8-bit) raw "
-                + ", ".join(
-                    f"{shift['raw']['colour_shift'][r]['mean_abs']:.1f}"
-                    for r in ("background", "shirt")
-                )
-                + " -> "
-                + ", ".join(
-                    f"{shift['decorrelated']['colour_shift'][r]['mean_abs']:.1f}"
-                    for r in ("background", "shirt")
-                )
+                f"; background/shirt shift (8-bit) raw {_levels(shift['raw'])} -> "
+                f"{_levels(shift['decorrelated'])}"
             )
         click.echo(
             f"{name}: layers {e['layers']}, distance {e['distance']:.3f}, "

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from idinvert.core.models.generator import Generator
+from idinvert.training.splits import DEFAULT_DATA, validation_seed
 
 REGIONS: tuple[str, ...] = ("background", "shirt")
-FACES_RENDERER = "idinvert.training.faces:iter_faces"
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,10 @@ class RegionMaps:
     Attributes:
         names: region names, :data:`REGIONS` order.
         masks: ``[R, H, W]`` bool, one mask per region (disjoint, each non-empty).
-        visibility: ``[R, H, W]`` float32 in [0, 1], the fraction of faces in which the pixel
-            showed the region (at least ``visible``).
     """
 
     names: tuple[str, ...]
     masks: torch.Tensor
-    visibility: torch.Tensor
 
     def fractions(self) -> dict[str, float]:
         """Share of the image each region covers."""
@@ -82,7 +79,7 @@ def _visibility(params: object, resolution: int, field: str) -> np.ndarray:
 
 def region_maps(
     resolution: int,
-    data: str = FACES_RENDERER,
+    data: str = DEFAULT_DATA,
     count: int = 256,
     seed: int | None = None,
     visible: float = 0.5,
@@ -94,7 +91,7 @@ def region_maps(
     Args:
         resolution: image side.
         data: the renderer (``"module:function"``); only the faces renderer has regions.
-        count: faces rendered (3 renders each).
+        count: faces rendered (4 renders each: each region's colour black and white).
         seed: data set seed (default: the validation split of training stream 0).
         visible: a pixel shows the region in a face when its visibility is ≥ this (the shirt's
             is scaled by the lighting, 0.4–1.2, hence the middle value).
@@ -103,10 +100,9 @@ def region_maps(
     Raises:
         ValueError: a region came out empty (too small a resolution for the rule).
     """
-    if data != FACES_RENDERER:
+    if data != DEFAULT_DATA:
         return None
     from idinvert.training.faces import face_rng, sample_params
-    from idinvert.training.splits import validation_seed
 
     seed = validation_seed(0) if seed is None else seed
     shown = np.zeros((len(REGIONS), resolution, resolution), dtype=np.float64)
@@ -114,15 +110,14 @@ def region_maps(
         params = sample_params(face_rng(seed, index))
         for r, field in enumerate(REGIONS):
             shown[r] += _visibility(params, resolution, field) >= visible
-    freq = (shown / count).astype(np.float32)
-    masks = freq >= agreement
+    masks = shown / count >= agreement
     empty = [n for n, m in zip(REGIONS, masks, strict=True) if not m.any()]
     if empty:
         raise ValueError(
             f"no pixel is {', '.join(empty)} in {agreement:.0%} of {count} faces at "
             f"{resolution} px; lower the agreement"
         )
-    return RegionMaps(REGIONS, torch.from_numpy(masks), torch.from_numpy(freq))
+    return RegionMaps(REGIONS, torch.from_numpy(masks))
 
 
 def region_colours(images: torch.Tensor, maps: RegionMaps) -> torch.Tensor:

@@ -46,7 +46,7 @@ from idinvert.core.inversion import InversionSettings, encode, invert, synthesiz
 from idinvert.core.modeldir import ModelBundle
 from idinvert.core.models.perceptual import PerceptualNet
 from idinvert.hub.api import load_model
-from idinvert.training.boundary_train import edit_codes, read_report
+from idinvert.training.boundary_train import push_across, read_report
 from idinvert.training.classifier import AttributeClassifier, load_classifier, predict_logits
 from idinvert.training.entanglement import REGIONS, RegionMaps, colour_shift, region_maps
 from idinvert.training.splits import (
@@ -249,8 +249,8 @@ def editing_metrics(
     ``background_shift``/``shirt_shift``, the mean absolute colour change of those regions
     between reconstruction and edit in 8-bit levels (:mod:`idinvert.training.entanglement`).
     """
-    sign = torch.where(input_pred[:, attr], -1.0, 1.0) * distance
-    edited_images = synthesize(bundle, edit_codes(codes, direction, layers, sign), batch_size)
+    edited = push_across(codes, input_pred, attr, direction, layers, distance)
+    edited_images = synthesize(bundle, edited, batch_size)
     after = _predict(classifier, edited_images)
     others = [j for j in range(input_pred.shape[1]) if j != attr]
     shifts = {}
@@ -286,6 +286,8 @@ def evaluate(
         ``{"reconstruction": {method: {...}}, "editing": {attribute: {method: {...}}},
         "editing_summary": {method: {...}}, "classifier": {...}, "config": {...}}``.
     """
+    from idinvert.training.export import weight_mib
+
     start = time.perf_counter()
     model_dir = Path(model_dir)
     bundle = load_model(model_dir, device)
@@ -356,9 +358,7 @@ def evaluate(
                 "source": bundle.perceptual.config.source if bundle.perceptual else None,
             },
             "lpips_available": metric is not None,
-            "weights_mib": round(
-                sum(f.stat().st_size for f in model_dir.rglob("*.safetensors")) / 2**20, 3
-            ),
+            "weights_mib": round(sum(weight_mib(model_dir).values()), 3),
             "edits": edits,
             "device": str(bundle.device),
             "threads": torch.get_num_threads(),
