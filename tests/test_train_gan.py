@@ -521,3 +521,17 @@ def test_d_warmup_keeps_g_fixed(tmp_path: Path) -> None:
     assert any(not torch.equal(G4[k], G0.state_dict()[k]) for k in G4 if "w_avg" not in k)
     with pytest.raises(ValueError, match="d_warmup_kimg"):
         tiny_config(d_warmup_kimg=-1)
+
+
+def test_ema_ramps_up_only_from_a_random_init() -> None:
+    from idinvert.training.gan import ema_beta
+
+    fresh = tiny_config(batch_size=4, ema_kimg=10.0, ema_rampup=0.05)
+    restarted = dataclasses.replace(fresh, init_generator="some/model")
+    full = 0.5 ** (4 / 10_000)
+    assert ema_beta(fresh, 0) == pytest.approx(0.0)
+    assert ema_beta(fresh, 1_000) == pytest.approx(0.5 ** (4 / 50))
+    assert ema_beta(fresh, 400_000) == pytest.approx(full)
+    # A restart from trained weights keeps G_ema close to them from the first step.
+    assert ema_beta(restarted, 0) == pytest.approx(full)
+    assert ema_beta(restarted, 1_000) == pytest.approx(full)

@@ -138,7 +138,9 @@ class GanTrainConfig(RunConfigMixin):
         lr, beta1, beta2: Adam for G and D.
         r1_gamma, r1_interval: lazy R1 weight γ and interval k.
         ema_kimg: half-life of the generator EMA in thousands of images.
-        ema_rampup: EMA half-life ≤ ``ema_rampup × images seen`` (``None`` = off).
+        ema_rampup: EMA half-life ≤ ``ema_rampup × images seen`` (``None`` = off). Not
+            applied to a run started from ``init_generator``: its G_ema starts from trained
+            weights, and a ramp-up would make it follow G's early drift against a fresh D.
         w_avg_beta: per-step EMA factor of ``truncation.w_avg``.
         style_mixing_prob: probability that a sample mixes two z's.
         mirror: flip half of the training images horizontally.
@@ -474,7 +476,7 @@ def r1_penalty(D: nn.Module, reals: torch.Tensor) -> tuple[torch.Tensor, torch.T
 def ema_beta(cfg: GanTrainConfig, nimg: int) -> float:
     """EMA factor of one step at ``nimg`` images seen (0 at the start when ramping up)."""
     ema_nimg = cfg.ema_kimg * 1000
-    if cfg.ema_rampup is not None:
+    if cfg.ema_rampup is not None and not cfg.init_generator:
         ema_nimg = min(ema_nimg, nimg * cfg.ema_rampup)
     return 0.5 ** (cfg.batch_size / max(ema_nimg, 1e-8))
 
