@@ -7,8 +7,11 @@ Run by hand (not in CI)::
 Measures the two paths the demo takes, on the same loaded model:
 
 * quick edit: ``service.quick_edit`` (boundary moves + one synthesis + uint8 conversion), the
-  work behind every slider move, and the same call through a running Gradio server with
-  ``gradio_client`` (adds HTTP, queueing and PNG encoding);
+  work behind every slider move, and the same call through a running Gradio server, twice:
+  over plain HTTP the way the browser sends a non-queued event (``POST /gradio_api/run/...``
+  with a session hash, then ``GET`` of the returned PNG), and with ``gradio_client``, whose own
+  polling (50 ms sleeps in its worker threads) puts a ~100 ms floor under every call, whatever
+  the server does (``gradio's own floor`` below measures it on a do-nothing endpoint);
 * inversion through the server (its compute thread, the demo's precision) and in the library
   (fp32 and the demo's precision) at the default steps; a slider's latency while another
   client's inversion runs.
@@ -78,6 +81,34 @@ def library_part(args: argparse.Namespace) -> None:
     library_inversions(bundle, args.steps)
 
 
+def http_quick_edits(base_url: str, n_sliders: int, repeats: int) -> tuple[list, list]:
+    """Slider moves the way the browser sends them (a non-queued event is one ``POST
+    /gradio_api/run/<api>`` carrying the session hash; the image is then fetched by URL).
+
+    Returns:
+        (seconds of POST + GET, seconds of the POST alone) per move, warm-up excluded.
+    """
+    import httpx
+
+    session = {"session_hash": "latency-benchmark"}
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        # gr.State inputs travel as null; the server fills them from the session
+        http.post("/gradio_api/run/sample", json={"data": [0, None], **session}).raise_for_status()
+        total, posts = [], []
+        for i in range(repeats + 3):
+            values = [((i % 7) - 3) * 0.5] + [0.0] * (n_sliders - 1)
+            t0 = time.perf_counter()
+            body = {"data": [None, *values], **session}
+            reply = http.post("/gradio_api/run/quick_edit", json=body)
+            reply.raise_for_status()
+            t1 = time.perf_counter()
+            http.get(reply.json()["data"][0]["url"]).raise_for_status()
+            if i >= 3:
+                total.append(time.perf_counter() - t0)
+                posts.append(t1 - t0)
+    return total, posts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -122,6 +153,12 @@ def main() -> None:
         client = Client("http://127.0.0.1:7897/", verbose=False)
         api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
         names = [p["label"] for p in api["/quick_edit"]["parameters"]]
+        total, posts = http_quick_edits("http://127.0.0.1:7897", len(names), args.repeats)
+        print(
+            f"quick edit (HTTP, as the browser: POST + image GET) median "
+            f"{statistics.median(total) * 1e3:6.1f} ms, p90 {percentile(total, 90) * 1e3:6.1f} ms "
+            f"(POST alone {statistics.median(posts) * 1e3:6.1f} ms)"
+        )
         client.predict(0, api_name="/sample")
         served = []
         for i in range(args.repeats + 3):
