@@ -218,6 +218,16 @@ def test_encoder_cli(gan_run: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "done: step 1" in res.output
     assert (out / et.CHECKPOINT_FILE).is_file() and (out / et.LOG_FILE).is_file()
+    # The device is a runtime setting of a resume; one that is not here is a clear error.
+    res = runner.invoke(encoder_command, ["--out", str(out), "--kimg", "0.008", "--device", "auto"])
+    assert res.exit_code == 0, res.output
+    assert "done: step 2" in res.output
+    if not torch.cuda.is_available():
+        res = runner.invoke(
+            encoder_command, ["--out", str(out), "--kimg", "0.012", "--device", "cuda"]
+        )
+        assert res.exit_code != 0 and "CUDA is not available" in res.output
+        assert et.load_checkpoint(out / et.CHECKPOINT_FILE)["step"] == 2
 
 
 def test_warm_start_from_a_model_directory(gan_run: Path, tmp_path: Path) -> None:

@@ -334,6 +334,17 @@ def test_cli_train_resume_and_errors(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "fmaps_max" in res.output
     res = runner.invoke(train_group, ["gan", "--out", str(tmp_path / "x"), "--dry-run"])
     assert res.exit_code == 0 and "parameters" in res.output
+    # The device is a runtime setting: a resume may move to another one (and back).
+    res = runner.invoke(
+        train_group,
+        ["gan", "--out", str(tmp_path), "--kimg", "0.016", "--workers", "0", "--device", "auto"],
+    )
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 4
+    if not torch.cuda.is_available():
+        res = runner.invoke(train_group, ["gan", "--out", str(tmp_path), "--device", "cuda"])
+        assert res.exit_code != 0 and "CUDA is not available" in res.output
+        assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 4
 
 
 # ------------------------------------------------------------------------------ distributed

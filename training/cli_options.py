@@ -44,6 +44,16 @@ def run_dir_options(resume_help: str) -> Decorator:
     )
 
 
+def device_option() -> Decorator:
+    return click.option(
+        "--device",
+        type=str,
+        default=None,
+        help="cpu (default), cuda[:i] or auto. CUDA: one process, TF32, pinned batches; raise "
+        "--workers so the renderers keep up (about 150-200 faces/s per worker at 64 px).",
+    )
+
+
 def channels_last_option() -> Decorator:
     return click.option("--channels-last/--no-channels-last", default=None)
 

@@ -18,6 +18,7 @@ import click
 from idinvert.training.cli_options import (
     base_config,
     channels_last_option,
+    device_option,
     end_state,
     explicit_fields,
     is_main_process,
@@ -55,6 +56,7 @@ _ENCODER_FIELDS = {
     "log_every": "log_every",
     "grid": "grid_size",
     "progress": "progress",
+    "device": "device",
 }
 
 
@@ -129,6 +131,7 @@ _ENCODER_FIELDS = {
 )
 @click.option("--threads", type=int, default=None, help="torch threads per process.")
 @click.option("--workers", type=int, default=None, help="Rendering processes per rank.")
+@device_option()
 @click.option("--checkpoint-minutes", type=float, default=None)
 @output_options(grid_help="Sample grid: grid² input|recon pairs.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and sizes.")

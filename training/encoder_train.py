@@ -150,7 +150,8 @@ class EncoderTrainConfig(RunConfigMixin):
             ``""`` = the N(0, 0.02) initialisation).
 
     Runtime (may change when resuming): total_kimg, threads, num_workers, checkpoint_minutes,
-    sample_every, log_every, grid_size, progress.
+    sample_every, log_every, grid_size, progress, device (``"cpu"``, ``"cuda[:i]"``, ``"auto"``;
+    on CUDA: TF32, pinned batches, a resume that is not bitwise exact).
     """
 
     gan_run: str = ""
@@ -188,6 +189,7 @@ class EncoderTrainConfig(RunConfigMixin):
     log_every: int = 10
     grid_size: int = 6
     progress: bool = True
+    device: str = "cpu"
 
     RUNTIME_FIELDS = RUNTIME_FIELDS  # the shared set of runs.py
 
@@ -434,7 +436,7 @@ def encoder_losses(
     inputs, wp_gen = reals, None
     if cfg.latent_active(state.nimg):
         with torch.no_grad():
-            z = torch.randn(b, G.config.z_dim)
+            z = torch.randn(b, G.config.z_dim).to(reals.device)
             wp_gen = G.z_to_wp(z, psi=1.0)
             inputs = torch.cat([reals, G.synthesis(wp_gen)])
     codes = E(inputs)
@@ -722,12 +724,16 @@ def _build_state(
     d_cfg: DiscriminatorConfig,
     gan_info: dict[str, Any],
     ckpt: dict[str, Any] | None,
+    device: torch.device | str = "cpu",
 ) -> EncoderState:
-    """Networks and optimizers, fresh (D from the GAN run) or restored from ``ckpt``."""
+    """Networks (on ``device``) and optimizers, fresh (D from the GAN run) or restored from
+    ``ckpt``."""
     E = build_encoder(cfg, G, warm_start=ckpt is None)
     D = Discriminator(d_cfg)
     if ckpt is None:
         D.load_state_dict(gan_info.pop("D"))
+    for net in (E, D, G):  # before the optimizers: their restored states follow the params
+        net.to(device)
     state = EncoderState(E, D, G, *make_optimizers(cfg, E, D))
     if ckpt is not None:
         E.load_state_dict(ckpt["E"])
@@ -752,14 +758,17 @@ def _train(
 ) -> dict[str, Any]:
     ctx.check_batch(cfg.batch_size)
     torch.set_num_threads(cfg.threads)
+    device = gan.training_device(cfg.device, ctx)
     ckpt_path, ckpt = resume_checkpoint(run_dir, resume, load_checkpoint)
     if ckpt is not None:
         cfg, G, gan_info, d_cfg = _from_checkpoint(cfg, ckpt, ckpt_path)
     else:
         cfg, G, gan_info, d_cfg = _from_gan_run(cfg, perceptual)
     perceptual = _resolve_perceptual(cfg, perceptual)
+    if perceptual is not None:
+        perceptual.to(device)
     check_train_seed(int(cfg.data_seed or 0), "data_seed")
-    state = _build_state(cfg, G, d_cfg, gan_info, ckpt)
+    state = _build_state(cfg, G, d_cfg, gan_info, ckpt, device)
     ctx.broadcast_([*state.E.parameters(), *state.E.buffers(), *state.D.parameters()])
     if ctx.is_main:
         prepare_run_dir(run_dir, cfg, fresh=ckpt is None)
@@ -777,10 +786,10 @@ def _train(
         num_steps=max(total_steps - state.step, 0),
         mirror=cfg.mirror,
     )
-    batches = iter(gan.make_loader(dataset, cfg.num_workers))
+    batches = iter(gan.make_loader(dataset, cfg.num_workers, pin_memory=device.type == "cuda"))
     restore_rng(ckpt, ctx, cfg.seed, state.step)
 
-    val = validation_images(cfg, resolution) if ctx.is_main else None
+    val = validation_images(cfg, resolution).to(device) if ctx.is_main else None
     loop = _Loop(state, cfg, ctx, run_dir, perceptual, gan_info, val)
     if ckpt is None:
         loop.sample()
@@ -831,7 +840,8 @@ class _Loop:
         stopped = False
         with StopFlag() as stop:
             while state.step < total_steps:
-                reals = gan.uint8_to_float(next(batches))
+                batch = next(batches).to(state.G.truncation.w_avg.device, non_blocking=True)
+                reals = gan.uint8_to_float(batch)
                 if cfg.channels_last:
                     reals = reals.contiguous(memory_format=torch.channels_last)
                 stats = train_step(state, reals, cfg, ctx, self.perceptual)

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from idinvert.core.device import resolve_device
 from idinvert.core.models.generator import (
     ConstBlock,
     ConvBlock,
@@ -174,6 +175,10 @@ class GanTrainConfig(RunConfigMixin):
         log_every: write a ``log.jsonl`` line every this many steps.
         grid_size: the sample grid is ``grid_size × grid_size`` images.
         progress: show a tqdm bar (rank 0).
+        device: ``"cpu"``, ``"cuda[:i]"`` or ``"auto"`` (:func:`idinvert.core.device.
+            resolve_device`). On CUDA TF32 is allowed, batches are pinned and copied
+            asynchronously, ``bf16`` autocasts on the GPU; a resume is exact only on the CPU
+            (CUDA kernels and RNG streams are not bitwise reproducible). Single process only.
     """
 
     resolution: int = 64
@@ -220,6 +225,7 @@ class GanTrainConfig(RunConfigMixin):
     log_every: int = 10
     grid_size: int = 8
     progress: bool = True
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         positive = (
@@ -408,7 +414,7 @@ def style_mix(
     cutoff = torch.where(mixing, cutoff, torch.full_like(cutoff, n_layers))
     take_second = torch.arange(n_layers)[None, :] >= cutoff[:, None]  # [B, L]
     wp = torch.where(take_second[:, :, None].to(w1.device), w2, w1)
-    return wp, cutoff
+    return wp, cutoff.to(w1.device)
 
 
 def sample_wp(G: Generator, batch: int, mixing_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -418,11 +424,12 @@ def sample_wp(G: Generator, batch: int, mixing_prob: float) -> tuple[torch.Tenso
     statistic tracked by ``truncation.w_avg``), detached.
     """
     cfg = G.config
-    z1 = torch.randn(batch, cfg.z_dim)
+    device = G.truncation.w_avg.device
+    z1 = torch.randn(batch, cfg.z_dim).to(device)
     w1 = G.mapping(z1).view(batch, cfg.num_layers, cfg.w_dim)
     w_mean = w1.detach().mean(dim=(0, 1))
     if mixing_prob > 0:
-        z2 = torch.randn(batch, cfg.z_dim)
+        z2 = torch.randn(batch, cfg.z_dim).to(device)
         w2 = G.mapping(z2).view(batch, cfg.num_layers, cfg.w_dim)
         wp, _ = style_mix(w1, w2, mixing_prob)
     else:
@@ -440,16 +447,34 @@ def teacher_wp(
     w1 = G.mapping(z1).view(batch, cfg.num_layers, cfg.w_dim)
     w_mean = w1.detach().float().mean(dim=(0, 1))
     if mixing_prob <= 0:
-        return w1, w_mean, torch.ones(batch, dtype=torch.bool)
-    z2 = torch.randn(batch, cfg.z_dim)
+        return w1, w_mean, torch.ones(batch, dtype=torch.bool, device=z1.device)
+    z2 = torch.randn(batch, cfg.z_dim).to(z1.device)
     w2 = G.mapping(z2).view(batch, cfg.num_layers, cfg.w_dim)
     wp, cutoff = style_mix(w1, w2, mixing_prob)
     return wp, w_mean, cutoff >= cfg.num_layers
 
 
-def autocast(cfg: GanTrainConfig) -> torch.autocast:
-    """bfloat16 CPU autocast when ``cfg.bf16`` (a disabled context otherwise)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+def training_device(spec: str, ctx: DistContext) -> torch.device:
+    """The device of a training run (:func:`resolve_device`); on CUDA also allows TF32 and
+    cuDNN autotuning.
+
+    Raises:
+        ValueError: the device is not present, or CUDA was asked for with several ranks
+            (gradients are averaged over gloo on CPU tensors).
+    """
+    device = resolve_device(spec)
+    if device.type == "cuda":
+        if ctx.world > 1:
+            raise ValueError("CUDA training is single-process; use --device cpu under torchrun")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def autocast(cfg: GanTrainConfig, device_type: str = "cpu") -> torch.autocast:
+    """bfloat16 autocast on ``device_type`` when ``cfg.bf16`` (a disabled context otherwise)."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
 
 def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -588,12 +613,14 @@ def _worker_init(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def make_loader(dataset: FaceBatches, num_workers: int) -> DataLoader:
-    """A DataLoader over pre-batched items that never touches the global RNG."""
+def make_loader(dataset: IterableDataset, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over pre-batched items that never touches the global RNG (``pin_memory``
+    for asynchronous copies to a GPU)."""
     return DataLoader(
         dataset,
         batch_size=None,
         num_workers=num_workers,
+        pin_memory=pin_memory,
         prefetch_factor=4 if num_workers > 0 else None,
         worker_init_fn=_worker_init if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(0),
@@ -634,7 +661,9 @@ def grid_latents(cfg: GanTrainConfig) -> torch.Tensor:
 def render_samples(
     G: Generator, z: torch.Tensor, chunk: int = 32, psi: float = 1.0
 ) -> torch.Tensor:
-    """``z [N, z_dim]`` → images ``[N, 3, R, R]`` with fixed noise and truncation ``psi``."""
+    """``z [N, z_dim]`` → images ``[N, 3, R, R]`` (on G's device) with fixed noise and
+    truncation ``psi``."""
+    z = z.to(G.truncation.w_avg.device)
     out = [G.synthesis(G.z_to_wp(zc, psi=psi), randomize_noise=False) for zc in z.split(chunk)]
     return torch.cat(out)
 
@@ -713,7 +742,8 @@ def train_step(
     batch = reals.shape[0]
     teach = z is not None and cfg.teacher_weight > 0
     warmup = state.nimg < cfg.d_warmup_kimg * 1000
-    with autocast(cfg), torch.set_grad_enabled(not warmup):
+    device_type = reals.device.type
+    with autocast(cfg, device_type), torch.set_grad_enabled(not warmup):
         if teach:
             wp, w_mean, unmixed = teacher_wp(G, z, cfg.style_mixing_prob)
         else:
@@ -722,7 +752,7 @@ def train_step(
 
     # D: logistic loss on reals and (detached) fakes.
     D.requires_grad_(True)
-    with autocast(cfg):
+    with autocast(cfg, device_type):
         fake_logits = D(fakes.detach()).float()
         real_logits = D(reals).float()
     loss_D = d_logistic_loss(real_logits, fake_logits)
@@ -753,7 +783,7 @@ def train_step(
 
     # G: non-saturating loss through the updated, frozen D.
     D.requires_grad_(False)
-    with autocast(cfg):
+    with autocast(cfg, device_type):
         loss_G = g_nonsaturating_loss(D(fakes).float())
         total_G = loss_G
         if teach and bool(unmixed.any()):
@@ -844,6 +874,7 @@ def train_gan(cfg: GanTrainConfig, run_dir: str | Path, resume: bool = True) -> 
 def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -> dict[str, Any]:
     ctx.check_batch(cfg.batch_size)
     torch.set_num_threads(cfg.threads)
+    device = training_device(cfg.device, ctx)
     ckpt_path, ckpt = resume_checkpoint(run_dir, resume, load_checkpoint)
     if ckpt is not None:
         raise_if_incompatible(
@@ -855,8 +886,9 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
     G, G_ema, D = build_networks(cfg)
     if ckpt is None and cfg.init_generator:
         load_init_generator(cfg.init_generator, G, G_ema)
-    if cfg.channels_last:
-        for net in (G, G_ema, D):
+    for net in (G, G_ema, D):
+        net.to(device)
+        if cfg.channels_last:
             net.to(memory_format=torch.channels_last)
     opt_G, opt_D = make_optimizers(cfg, G, D)
     state = TrainState(G, G_ema, D, opt_G, opt_D)
@@ -885,6 +917,8 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
             num_steps=max(total_steps - state.step, 0),
         )
         perceptual = load_shallow_vgg() if cfg.teacher_perceptual > 0 else None
+        if perceptual is not None:
+            perceptual.to(device)
     else:
         dataset = FaceBatches(
             cfg.data,
@@ -897,7 +931,7 @@ def _train(cfg: GanTrainConfig, run_dir: Path, resume: bool, ctx: DistContext) -
             num_steps=max(total_steps - state.step, 0),
             mirror=cfg.mirror,
         )
-    batches = iter(make_loader(dataset, cfg.num_workers))
+    batches = iter(make_loader(dataset, cfg.num_workers, pin_memory=device.type == "cuda"))
 
     restore_rng(ckpt, ctx, cfg.seed, state.step if ckpt else 0)
 
@@ -935,11 +969,15 @@ def _loop(
         while state.step < total_steps:
             item = next(batches)
             z, reals_u8 = item if isinstance(item, (tuple, list)) else (None, item)
+            device = state.G.truncation.w_avg.device
+            if z is not None:
+                z = z.to(device, non_blocking=True)
             reals_png = run_dir / SAMPLES_DIR / "reals.png"
             if ctx.is_main and state.step == 0 and not reals_png.exists():
                 grid = images_to_grid(uint8_to_float(reals_u8[: cfg.grid_size**2]), cfg.grid_size)
                 save_image(grid, reals_png)
-            stats = train_step(state, uint8_to_float(reals_u8), cfg, ctx, z, perceptual)
+            reals = uint8_to_float(reals_u8.to(device, non_blocking=True))
+            stats = train_step(state, reals, cfg, ctx, z, perceptual)
             update_ema(state.G_ema, state.G, ema_beta(cfg, state.nimg))
             state.step += 1
             state.nimg += cfg.batch_size

@@ -45,6 +45,7 @@ RUNTIME_FIELDS = frozenset(
         "log_every",
         "grid_size",
         "progress",
+        "device",
     }
 )
 

@@ -19,6 +19,7 @@ import click
 from idinvert.training.cli_options import (
     base_config,
     channels_last_option,
+    device_option,
     end_state,
     explicit_fields,
     is_main_process,
@@ -68,6 +69,7 @@ _GAN_FIELDS = {
     "log_every": "log_every",
     "grid": "grid_size",
     "progress": "progress",
+    "device": "device",
 }
 
 
@@ -158,6 +160,7 @@ def _fp16_mib(numel: int) -> float:
     default=None,
     help="Renderer as module:function (default idinvert.training.faces:iter_faces).",
 )
+@device_option()
 @click.option(
     "--checkpoint-minutes",
     type=float,
