@@ -79,6 +79,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "0",
             "--threads",
             "1",
+            "--device",
+            "auto",
             "--no-progress",
         ],
     )
@@ -88,6 +90,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         r"smile: .*background/shirt shift \(8-bit\) raw [\d.]+, [\d.]+ -> ", res.output
     )
     return {"gan": gan_run, "encoder": enc_run, "model": model, "root": root}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_boundary_cli_names_a_missing_device(runs: dict[str, Path]) -> None:
+    before = sorted(p.name for p in (runs["model"] / "boundaries").iterdir())
+    res = CliRunner().invoke(
+        boundary_command, ["--model", str(runs["model"]), "-a", "smile", "--device", "cuda"]
+    )
+    assert res.exit_code == 1 and "CUDA is not available" in res.output
+    assert sorted(p.name for p in (runs["model"] / "boundaries").iterdir()) == before
 
 
 def _check_shape(result: dict) -> None:

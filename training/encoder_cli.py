@@ -291,6 +291,13 @@ def _levels(measured: dict[str, Any]) -> str:
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Where the generator and classifier run (cpu, cuda[:i], auto); the classifier, if "
+    "it must be trained first, trains on the CPU.",
+)
+@click.option(
     "--decorrelate-colours/--raw-normals",
     default=True,
     show_default=True,
@@ -317,6 +324,7 @@ def boundary_command(
     workers: int,
     threads: int,
     batch_size: int,
+    device: str,
     decorrelate_colours: bool,
     progress: bool,
 ) -> None:
@@ -336,7 +344,10 @@ def boundary_command(
     if not attributes and not all_attributes:
         raise click.UsageError("name an --attribute or pass --all")
     torch.set_num_threads(threads)
-    bundle = load_model(model_dir, "cpu")
+    try:
+        bundle = load_model(model_dir, device)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         ccfg = ClassifierTrainConfig(
             num_train=classifier_train, num_val=classifier_val, epochs=classifier_epochs, seed=seed
@@ -357,6 +368,7 @@ def boundary_command(
             err=True,
         )
         names = list(attributes) if not all_attributes else list(classifier.config.attributes)
+        classifier.to(bundle.device)
         forced = None
         if layers is not None:
             if len(names) != 1:
