@@ -496,3 +496,50 @@ def test_provenance_time_is_the_exported_steps(tmp_path: Path) -> None:
     assert _last_log(tmp_path)["time_sec"] == 410.0
     assert _last_log(tmp_path, 25)["time_sec"] == 200.0
     assert _last_log(tmp_path, 5) == {} and _last_log(None, 5) == {}
+
+
+def test_continued_generator_counts_all_its_kimg(tmp_path: Path) -> None:
+    """A run started from a model directory adds that generator's kimg (its total when it was
+    itself continued) and names where each part ran; the card says so."""
+    from idinvert.training.export import _compute_text, _continued_from, _generator_kimg_text
+
+    start = tmp_path / "faces64"
+    start.mkdir()
+    gen = {"kimg": 182.88, "train_seconds": 14467.2}
+    (start / "config.json").write_text(
+        json.dumps({"name": "faces64", "provenance": {"generator": gen}})
+    )
+    chain = _continued_from(str(start), 50.0)
+    assert chain["total_kimg"] == 232.88
+    assert chain["continued_from"] == {
+        "model": "faces64",
+        "path": str(start),
+        "kimg": 182.88,
+        "train_seconds": 14467.2,
+        "device": "cpu",
+    }
+    again = {**gen, "total_kimg": 232.88, "total_train_seconds": 18000.0}
+    (start / "config.json").write_text(
+        json.dumps({"name": "faces64", "provenance": {"generator": again}})
+    )
+    assert _continued_from(str(start), 10.0)["total_kimg"] == 242.88
+    assert _continued_from(str(tmp_path / "gone"), 10.0) == {}
+    assert _continued_from(None, 10.0) == {}
+
+    prov = {
+        "generator": {"kimg": 50.0, "train_seconds": 360.0, "device": "cuda", **chain},
+        "encoder": {"train_seconds": 60.0, "device": "cuda"},
+    }
+    assert _generator_kimg_text(prov["generator"]) == (
+        "232.88 kimg in all (50.0 kimg in this run, on cuda, after 182.88 kimg of `faces64`'s "
+        "generator)"
+    )
+    assert _generator_kimg_text({"kimg": 91.6}) == "91.6 kimg"
+    assert _compute_text(prov, 1875) == (
+        "Devices: cuda. GAN: 0.1 h on cuda (this run; 4.0 h on cpu before, for `faces64`); "
+        "encoder: 0.0 h on cuda (1875 steps)."
+    )
+    cpu = {"generator": {"train_seconds": 7200.0}, "encoder": {"train_seconds": 3600.0}}
+    assert (
+        _compute_text(cpu, 10) == "CPU only. GAN: 2.0 h on cpu; encoder: 1.0 h on cpu (10 steps)."
+    )

@@ -170,11 +170,15 @@ def eval_command(
     if generator_only and gen_n == 0:
         raise click.UsageError("--generator-only needs --gen-n > 0")
     try:
+        target = resolve_device(device)
+        if target.type == "cuda":  # the eval's figures are float32 on every device
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         if generator_only:
-            result = evaluate_generator(model_dir, cfg, resolve_device(device), progress)
+            result = evaluate_generator(model_dir, cfg, target, progress)
         else:
-            result = evaluate(model_dir, cfg, resolve_device(device), progress=progress)
-    except (FileNotFoundError, RuntimeError) as exc:
+            result = evaluate(model_dir, cfg, target, progress=progress)
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if generator_only:
         click.echo("\n".join(format_generator(result["generator"])))

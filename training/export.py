@@ -195,6 +195,8 @@ def build_model_dir(
             "step": gan_info.get("step"),
             "kimg": gan_info.get("kimg"),
             "train_seconds": _last_log(gan_dir, gan_info.get("step")).get("time_sec"),
+            "device": gan_cfg.get("device", "cpu"),
+            **_continued_from(gan_cfg.get("init_generator"), gan_info.get("kimg")),
         },
         "encoder": {
             "trainer": "idinvert train encoder (domain-guided encoder, IDInvert objective)",
@@ -202,6 +204,7 @@ def build_model_dir(
             "step": info["step"],
             "kimg": round(info["nimg"] / 1000, 3),
             "train_seconds": round(float(info["elapsed_sec"]), 1),
+            "device": enc_cfg.get("device", "cpu"),
             "perceptual_term": enc_cfg.get("perceptual"),
         },
         "data": {
@@ -290,6 +293,63 @@ def _swap_in(stage: Path, out: Path) -> None:
 
 def _hours(seconds: float | None) -> str:
     return "unknown" if seconds is None else f"{seconds / 3600:.1f} h"
+
+
+def _continued_from(init_generator: str | None, kimg: float | None) -> dict[str, Any]:
+    """Provenance of a generator run that started from a model directory's generator:
+    ``{"continued_from": {"model", "kimg", "train_seconds", "device"}, "total_kimg"}`` read
+    from that directory's ``config.json`` (its ``total_kimg`` when it was itself continued,
+    else its ``kimg``); ``{}`` for a run from scratch or a start that is no longer readable
+    (then only this run's kimg are known, and the card says so)."""
+    if not init_generator:
+        return {}
+    try:
+        start = json.loads((Path(init_generator) / "config.json").read_text())
+        before = start["provenance"]["generator"]
+        start_kimg = float(before.get("total_kimg", before["kimg"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {
+        "continued_from": {
+            "model": start.get("name", Path(init_generator).name),
+            "path": str(init_generator),
+            "kimg": round(start_kimg, 3),
+            "train_seconds": before.get("total_train_seconds", before.get("train_seconds")),
+            "device": before.get("device", "cpu"),
+        },
+        "total_kimg": round(start_kimg + float(kimg or 0.0), 3),
+    }
+
+
+def _generator_kimg_text(gen: dict[str, Any]) -> str:
+    """``"N kimg"``, or for a continued generator ``"N kimg in all (M in this run, …)"``."""
+    before = gen.get("continued_from")
+    if not before:
+        return f"{gen.get('kimg')} kimg"
+    return (
+        f"{gen.get('total_kimg')} kimg in all ({gen.get('kimg')} kimg in this run, on "
+        f"{gen.get('device', 'cpu')}, after {before['kimg']} kimg of `{before['model']}`'s "
+        "generator)"
+    )
+
+
+def _compute_text(prov: dict[str, Any], steps: int) -> str:
+    """The card's compute line: hours per stage and where they ran."""
+    gen, enc = prov["generator"], prov["encoder"]
+    devices = {gen.get("device", "cpu"), enc.get("device", "cpu")}
+    where = "CPU only" if devices == {"cpu"} else "Devices: " + ", ".join(sorted(devices))
+    before = gen.get("continued_from")
+    earlier = (
+        f" (this run; {_hours(before.get('train_seconds'))} on {before.get('device', 'cpu')} "
+        f"before, for `{before['model']}`)"
+        if before
+        else ""
+    )
+    return (
+        f"{where}. GAN: {_hours(gen.get('train_seconds'))} on {gen.get('device', 'cpu')}"
+        f"{earlier}; encoder: {_hours(enc.get('train_seconds'))} on {enc.get('device', 'cpu')} "
+        f"({steps} steps)."
+    )
 
 
 def _metrics_section(ev: dict[str, Any] | None) -> list[str]:
@@ -420,8 +480,9 @@ def _teacher_text(gan_cfg: dict[str, Any]) -> str:
     parts = []
     if gan_cfg.get("init_generator"):
         parts.append(
-            f" Started from the generator of `{Path(gan_cfg['init_generator']).name}` (the "
-            "kimg above count this run only)."
+            f" Started from the generator of `{Path(gan_cfg['init_generator']).name}` with a "
+            f"fresh discriminator (D alone for the first {gan_cfg.get('d_warmup_kimg', 0):g} "
+            "kimg)."
         )
     if gan_cfg.get("teacher_weight"):
         parts.append(
@@ -503,7 +564,7 @@ def model_card(
         f"min({g.fmaps_base}/r, {g.fmaps_max}); trained with `idinvert train gan` "
         f"(non-saturating logistic loss, R1 γ {gan_cfg.get('r1_gamma')}, batch "
         f"{gan_cfg.get('batch_size')}, lr {gan_cfg.get('lr')}, style mixing "
-        f"{gan_cfg.get('style_mixing_prob')}) for {prov['generator'].get('kimg')} kimg; EMA "
+        f"{gan_cfg.get('style_mixing_prob')}) for {_generator_kimg_text(prov['generator'])}; EMA "
         f"weights. Truncation ψ {g.truncation_psi} on the first {g.truncation_layers} layers "
         "for sampling only." + _teacher_text(gan_cfg),
         f"* **Encoder** (`encoder.safetensors`): the official PyTorch-port architecture with "
@@ -561,8 +622,7 @@ def model_card(
         "",
         "## Compute",
         "",
-        f"CPU only. GAN: {_hours(prov['generator'].get('train_seconds'))}; encoder: "
-        f"{_hours(prov['encoder'].get('train_seconds'))} ({info['step']} steps).",
+        _compute_text(prov, info["step"]),
         "",
         *_notes_section(ctx.get("notes", [])),
         "## Metrics",
