@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +35,8 @@ from idinvert.training.splits import (
     eval_seed,
     render_faces,
 )
+
+BUNDLED = Path(__file__).resolve().parents[1] / "hub" / "bundled" / "faces64"
 
 
 @pytest.fixture(autouse=True)
@@ -543,3 +546,57 @@ def test_continued_generator_counts_all_its_kimg(tmp_path: Path) -> None:
     assert (
         _compute_text(cpu, 10) == "CPU only. GAN: 2.0 h on cpu; encoder: 1.0 h on cpu (10 steps)."
     )
+
+
+def test_compare_eval_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The committed model's own eval against better, worse and differently-run copies."""
+    import copy
+
+    from idinvert.training.compare_eval import main as compare
+
+    shipped = json.loads((BUNDLED / "eval.json").read_text())
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(shipped))
+
+    def candidate(name: str, change: Any) -> Path:
+        result = copy.deepcopy(shipped)
+        change(result)
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(result))
+        return path
+
+    def better(r: dict) -> None:
+        r["generator"]["kid"] *= 0.8
+        r["reconstruction"]["in_domain"]["mse"] *= 0.9
+        r["reconstruction"]["in_domain"]["lpips"] *= 0.9
+
+    assert compare([str(old), str(candidate("better", better))]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: the new model beats the old one" in out
+    kid = shipped["generator"]["kid"]
+    assert re.search(rf"generator KID\s+{kid:.4g}\s+{kid * 0.8:.4g}\s+new", out)
+
+    def blurrier(r: dict) -> None:
+        better(r)
+        r["reconstruction"]["in_domain"]["lpips"] = 0.2
+        r["editing_summary"]["in_domain"]["preserved"] -= 0.05
+
+    assert compare([str(old), str(candidate("blurrier", blurrier))]) == 1
+    out = capsys.readouterr().out
+    assert "keep the old model" in out and "in-domain LPIPS worse" in out
+    assert "in-domain edit preservation lower" in out
+
+    def fewer_targets(r: dict) -> None:
+        better(r)
+        r["targets"]["generator_kid"]["met"] = False
+
+    assert compare([str(old), str(candidate("fewer", fewer_targets))]) == 1
+    assert "meets fewer targets" in capsys.readouterr().out
+
+    def other_seed(r: dict) -> None:
+        better(r)
+        r["config"]["seed"] = 1
+
+    assert compare([str(old), str(candidate("seed1", other_seed))]) == 2
+    assert "seed: 0 -> 1" in capsys.readouterr().out
+    assert compare([str(old), str(tmp_path / "missing.json")]) == 2
