@@ -231,7 +231,7 @@ def main() -> None:
             one, many = min(times[_key(prec, 1, c)]), min(times[_key(prec, args.batch, c)])
             print(
                 f"{prec}{', compiled' * c}: a 100-step inversion ≈ {100 * one:.2f} s at batch "
-                f"1; ≈ {1 / (100 * many):.2f} images/s at batch {args.batch} (from the minima)"
+                f"1; ≈ {1 / (100 * many):.3g} images/s at batch {args.batch} (from the minima)"
             )
     if device.type == "cpu":
         print_flop_floors(bundle, targets[:1], settings, precisions)
