@@ -13,7 +13,8 @@ into the git-ignored ``.gpu/`` folder that the device tool carries:
 
 Usage::
 
-    python training/gpu_prepare.py        # then the device tool: bash training/gpu_session.sh
+    python training/gpu_prepare.py [DIR]  # DIR defaults to .gpu/; then the device tool:
+                                          # bash training/gpu_session.sh (carry .gpu)
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 GPU_DIR = ROOT / ".gpu"
 
 
-def main() -> int:
-    """Write ``.gpu/``; 1 with a message when the weights are not available here."""
+def prepare(target: Path) -> tuple[Path, Path]:
+    """Write the fp16 VGG16 file and the lpips heads package into ``target``.
+
+    Returns:
+        ``(vgg16.safetensors, site folder for PYTHONPATH)``.
+
+    Raises:
+        RuntimeError: no VGG16 weights or no ``lpips`` package here.
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -37,18 +45,30 @@ def main() -> int:
     weights = find_vgg16(strict=False)
     heads = lpips_heads_file()
     if weights is None or heads is None:
-        print("need torchvision VGG16 weights and the lpips package here", file=sys.stderr)
-        return 1
-    GPU_DIR.mkdir(exist_ok=True)
+        raise RuntimeError("need torchvision VGG16 weights and the lpips package here")
+    target.mkdir(parents=True, exist_ok=True)
+    vgg = target / "vgg16.safetensors"
     half = {k: v.to(torch.float16).contiguous() for k, v in weights.state.items()}
-    save_file(half, str(GPU_DIR / "vgg16.safetensors"), metadata={"source": weights.source})
-    package = GPU_DIR / "site" / "lpips"
-    target = package / heads.relative_to(heads.parents[2])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(heads, target)
-    (package / "__init__.py").write_text('"""lpips heads only (for idinvert on the device)."""\n')
-    size = sum(f.stat().st_size for f in GPU_DIR.rglob("*") if f.is_file())
-    print(f"wrote {GPU_DIR} ({size / 2**20:.1f} MiB): VGG16 from {weights.source}, {target}")
+    save_file(half, str(vgg), metadata={"source": weights.source})
+    site = target / "site"
+    copy = site / "lpips" / heads.relative_to(heads.parents[2])
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(heads, copy)
+    (site / "lpips" / "__init__.py").write_text('"""lpips heads only (for idinvert)."""\n')
+    return vgg, site
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write ``.gpu/`` (or the folder given); 1 with a message when the weights are missing."""
+    args = sys.argv[1:] if argv is None else argv
+    target = Path(args[0]) if args else GPU_DIR
+    try:
+        vgg, site = prepare(target)
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    print(f"wrote {target} ({size / 2**20:.1f} MiB): {vgg.name}, lpips heads under {site}")
     return 0
 
 
