@@ -22,7 +22,6 @@
 # SELECT_SAMPLES (160), EVAL_N (200), GEN_N (5000), DEVICE (cuda), WORKERS (CPU cores - 2).
 # Back here: training/README_TRAINING.md, "A GPU session", says how to check and ship it.
 set -uo pipefail
-OUT=${OUT:?run through the device tool (it sets OUT), or set OUT to a folder}
 GAN_MINUTES=${GAN_MINUTES:-3}
 ENC_KIMG=${ENC_KIMG:-30}
 BOUNDARY_SAMPLES=${BOUNDARY_SAMPLES:-20000}
@@ -31,33 +30,8 @@ EVAL_N=${EVAL_N:-200}
 GEN_N=${GEN_N:-5000}
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-$(($(nproc) > 3 ? $(nproc) - 2 : 1))}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-WORK=${WORK:-/tmp/idinvert-gpu}
 START=hub/bundled/faces64
-cd "$REPO"
-mkdir -p "$OUT" "$WORK"
-
-# idinvert without installing it: a package folder of links to the repo's layers
-SITE=$WORK/site
-mkdir -p "$SITE/idinvert"
-for layer in core training plugins hub demo cli; do ln -sfn "$REPO/$layer" "$SITE/idinvert/$layer"; done
-export PYTHONPATH=$SITE:$REPO/.gpu/site${PYTHONPATH:+:$PYTHONPATH}
-export IDINVERT_VGG16=$REPO/.gpu/vgg16.safetensors HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
-idinvert() { "$PY" -m idinvert.cli.main "$@"; }
-
-log() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$OUT/session.log"; }
-stage() {  # stage NAME COMMAND...: run, log its duration and output tail, return its status
-  local name=$1 t0 rc
-  shift
-  t0=$(date +%s)
-  log "== $name: $*"
-  "$@" > "$WORK/$name.out" 2>&1
-  rc=$?
-  tail -n 25 "$WORK/$name.out" >> "$OUT/session.log"
-  log "== $name: exit $rc after $(($(date +%s) - t0)) s"
-  return $rc
-}
+source "$(dirname "$0")/gpu_env.sh"
 bundle_logs() {
   (cd "$WORK" && tar -cf "$OUT/logs.tar" --ignore-failed-read ./*.out gan/log.jsonl \
     enc/log.jsonl eval.json \
@@ -66,8 +40,7 @@ bundle_logs() {
 }
 trap bundle_logs EXIT
 
-[ -f .gpu/vgg16.safetensors ] || { log "missing .gpu/ (run training/gpu_prepare.py here and carry .gpu)"; exit 2; }
-log "device $DEVICE, $(nproc) CPU cores, $WORKERS render workers; $("$PY" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA")')"
+log "device $DEVICE, $WORKERS render workers"
 
 stage gan "$PY" -m idinvert.training.train_cli gan --out "$WORK/gan" --init-generator "$START" \
   --device "$DEVICE" --teacher-weight 1 --teacher-perceptual 1 --style-mixing 0.5 \
