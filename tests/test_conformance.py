@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -144,15 +146,34 @@ def test_inversion_codes_per_step(bundle, cfg):
 
 
 def test_batched_inversion_equals_one_at_a_time(bundle):
+    """The images of a batch do not interact. In float64, where the CPU kernels' arithmetic
+    does not depend on the batch size, 3 steps of a batch of two equal two one-image runs. In
+    float32 the objective agrees to rounding; codes are compared after one step only, outside
+    the coordinates whose gradient is at rounding level: Adam's first step is ±lr for any
+    nonzero gradient, so batch-size-dependent rounding (AVX2 oneDNN kernels) flips those."""
     targets = to_tensor(V.load("encoder_input_uint8.npy")[:2])
+    wide = copy.deepcopy(bundle)
+    for net in (wide.generator, wide.encoder, wide.perceptual):
+        net.double()
     settings = InversionSettings(steps=3)
-    together = invert(bundle, targets, settings)
+    together = invert(wide, targets.double(), settings)
     for i in range(2):
-        alone = invert(bundle, targets[i : i + 1], settings)
-        assert np.abs(together.codes[i].numpy() - alone.codes[0].numpy()).max() < 1e-3
+        alone = invert(wide, targets[i : i + 1].double(), settings)
+        assert np.abs(together.codes[i].numpy() - alone.codes[0].numpy()).max() < 1e-9
         np.testing.assert_allclose(
-            together.history["total"][:, i], alone.history["total"][:, 0], rtol=1e-4
+            together.history["total"][:, i], alone.history["total"][:, 0], rtol=1e-12
         )
+
+    one_step = InversionSettings(steps=1)
+    together = invert(bundle, targets, one_step)
+    for i in range(2):
+        alone = invert(bundle, targets[i : i + 1], one_step)
+        np.testing.assert_allclose(
+            together.history["total"][:, i], alone.history["total"][:, 0], rtol=1e-5
+        )
+        diff = np.abs(together.codes[i].numpy() - alone.codes[0].numpy())
+        flipped = np.isclose(diff, 2 * one_step.learning_rate, rtol=1e-2)
+        assert diff[~flipped].max() < 1e-4 and flipped.mean() < 0.01
 
 
 def test_masked_inversion_matches_official_diffusion(bundle, cfg):
