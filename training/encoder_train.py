@@ -834,14 +834,14 @@ class _Loop:
     def run(self, batches: Iterator[torch.Tensor], total_steps: int) -> dict[str, Any]:
         state, cfg, ctx = self.state, self.cfg, self.ctx
         bar = progress_bar(total_steps, state.step, ctx.is_main and cfg.progress, desc="encoder")
+        device = next(state.E.parameters()).device
         last: dict[str, Any] = {}
         last_ckpt = time.monotonic()
         t_start = time.perf_counter() - state.elapsed_sec
         stopped = False
         with StopFlag() as stop:
             while state.step < total_steps:
-                batch = next(batches).to(state.G.truncation.w_avg.device, non_blocking=True)
-                reals = gan.uint8_to_float(batch)
+                reals = gan.uint8_to_float(next(batches).to(device, non_blocking=True))
                 if cfg.channels_last:
                     reals = reals.contiguous(memory_format=torch.channels_last)
                 stats = train_step(state, reals, cfg, ctx, self.perceptual)

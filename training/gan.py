@@ -424,7 +424,7 @@ def sample_wp(G: Generator, batch: int, mixing_prob: float) -> tuple[torch.Tenso
     statistic tracked by ``truncation.w_avg``), detached.
     """
     cfg = G.config
-    device = G.truncation.w_avg.device
+    device = next(G.parameters()).device
     z1 = torch.randn(batch, cfg.z_dim).to(device)
     w1 = G.mapping(z1).view(batch, cfg.num_layers, cfg.w_dim)
     w_mean = w1.detach().mean(dim=(0, 1))
@@ -663,7 +663,7 @@ def render_samples(
 ) -> torch.Tensor:
     """``z [N, z_dim]`` → images ``[N, 3, R, R]`` (on G's device) with fixed noise and
     truncation ``psi``."""
-    z = z.to(G.truncation.w_avg.device)
+    z = z.to(next(G.parameters()).device)
     out = [G.synthesis(G.z_to_wp(zc, psi=psi), randomize_noise=False) for zc in z.split(chunk)]
     return torch.cat(out)
 
@@ -960,6 +960,7 @@ def _loop(
     perceptual: nn.Module | None = None,
 ) -> dict[str, Any]:
     bar = progress_bar(total_steps, state.step, ctx.is_main and cfg.progress)
+    device = next(state.G.parameters()).device
     window = _Window()
     last: dict[str, Any] = {}
     last_ckpt = session_start = time.monotonic()
@@ -969,7 +970,6 @@ def _loop(
         while state.step < total_steps:
             item = next(batches)
             z, reals_u8 = item if isinstance(item, (tuple, list)) else (None, item)
-            device = state.G.truncation.w_avg.device
             if z is not None:
                 z = z.to(device, non_blocking=True)
             reals_png = run_dir / SAMPLES_DIR / "reals.png"
