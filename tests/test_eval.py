@@ -513,7 +513,8 @@ def test_continued_generator_counts_all_its_kimg(tmp_path: Path) -> None:
         json.dumps({"name": "faces64", "provenance": {"generator": gen}})
     )
     chain = _continued_from(str(start), 50.0)
-    assert chain["total_kimg"] == 232.88
+    assert chain["total_kimg"] == 232.88 and "total_train_seconds" not in chain
+    assert _continued_from(str(start), 50.0, 360.0)["total_train_seconds"] == 14827.2
     assert chain["continued_from"] == {
         "model": "faces64",
         "path": str(start),
@@ -526,6 +527,9 @@ def test_continued_generator_counts_all_its_kimg(tmp_path: Path) -> None:
         json.dumps({"name": "faces64", "provenance": {"generator": again}})
     )
     assert _continued_from(str(start), 10.0)["total_kimg"] == 242.88
+    twice = _continued_from(str(start), 10.0, 100.0)
+    assert twice["continued_from"]["train_seconds"] == 18000.0
+    assert twice["total_train_seconds"] == 18100.0
     assert _continued_from(str(tmp_path / "gone"), 10.0) == {}
     assert _continued_from(None, 10.0) == {}
 

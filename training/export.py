@@ -186,6 +186,7 @@ def build_model_dir(
 
     enc_cfg = info["config"]
     gan_cfg = gan_info.get("config", {})
+    gan_seconds = _last_log(gan_dir, gan_info.get("step")).get("time_sec")
     provenance = {
         "dataset": "idinvert-synthetic-faces",
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -194,9 +195,9 @@ def build_model_dir(
             "run": str(gan_info.get("run", "")),
             "step": gan_info.get("step"),
             "kimg": gan_info.get("kimg"),
-            "train_seconds": _last_log(gan_dir, gan_info.get("step")).get("time_sec"),
+            "train_seconds": gan_seconds,
             "device": gan_cfg.get("device", "cpu"),
-            **_continued_from(gan_cfg.get("init_generator"), gan_info.get("kimg")),
+            **_continued_from(gan_cfg.get("init_generator"), gan_info.get("kimg"), gan_seconds),
         },
         "encoder": {
             "trainer": "idinvert train encoder (domain-guided encoder, IDInvert objective)",
@@ -295,12 +296,15 @@ def _hours(seconds: float | None) -> str:
     return "unknown" if seconds is None else f"{seconds / 3600:.1f} h"
 
 
-def _continued_from(init_generator: str | None, kimg: float | None) -> dict[str, Any]:
+def _continued_from(
+    init_generator: str | None, kimg: float | None, seconds: float | None = None
+) -> dict[str, Any]:
     """Provenance of a generator run that started from a model directory's generator:
-    ``{"continued_from": {"model", "kimg", "train_seconds", "device"}, "total_kimg"}`` read
-    from that directory's ``config.json`` (its ``total_kimg`` when it was itself continued,
-    else its ``kimg``); ``{}`` for a run from scratch or a start that is no longer readable
-    (then only this run's kimg are known, and the card says so)."""
+    ``{"continued_from": {"model", "kimg", "train_seconds", "device"}, "total_kimg",
+    "total_train_seconds"}`` read from that directory's ``config.json`` (its totals when it was
+    itself continued, else its own figures; the seconds total only when both are known);
+    ``{}`` for a run from scratch or a start that is no longer readable (then only this run's
+    kimg are known, and the card says so)."""
     if not init_generator:
         return {}
     try:
@@ -309,16 +313,20 @@ def _continued_from(init_generator: str | None, kimg: float | None) -> dict[str,
         start_kimg = float(before.get("total_kimg", before["kimg"]))
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    return {
+    start_seconds = before.get("total_train_seconds", before.get("train_seconds"))
+    chain: dict[str, Any] = {
         "continued_from": {
             "model": start.get("name", Path(init_generator).name),
             "path": str(init_generator),
             "kimg": round(start_kimg, 3),
-            "train_seconds": before.get("total_train_seconds", before.get("train_seconds")),
+            "train_seconds": start_seconds,
             "device": before.get("device", "cpu"),
         },
         "total_kimg": round(start_kimg + float(kimg or 0.0), 3),
     }
+    if start_seconds is not None and seconds is not None:
+        chain["total_train_seconds"] = round(float(start_seconds) + float(seconds), 1)
+    return chain
 
 
 def _generator_kimg_text(gen: dict[str, Any]) -> str:
