@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from idinvert.core.models.derived import derived
+from idinvert.core.models.derived import CACHE_ATTRIBUTE, derived
 from idinvert.core.models.encoder import Encoder, EncoderConfig
 from idinvert.core.models.generator import Generator, GeneratorConfig
 from idinvert.core.models.layers import DenseBlock, upsample_conv_kernel
@@ -61,6 +62,24 @@ def test_upsample_conv_kernel_equals_nearest_upsampling_then_conv():
     reference = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), w * 0.3, padding=1)
     fused = F.conv_transpose2d(x, upsample_conv_kernel(w, 0.3), stride=2, padding=1)
     torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_stored_up_convolution_kernels_are_dense():
+    """A permuted (strided) kernel is copied by every conv_transpose2d call, forward and
+    backward: the stored kernel must be contiguous so that the copy happens once."""
+    cfg = GeneratorConfig(resolution=16, z_dim=8, w_dim=8, fmaps_base=64, fmaps_max=16)
+    for fused_scale in (False, True):
+        g = Generator(replace(cfg, fused_scale=fused_scale)).requires_grad_(False)
+        with torch.no_grad():
+            g.synthesis(torch.randn(1, cfg.num_layers, cfg.w_dim))
+        kernels = [
+            m.__dict__[CACHE_ATTRIBUTE]["kernel"][2]  # (refs, stamp, value)
+            for m in g.synthesis.modules()
+            if getattr(m, "upsample", False)
+        ]
+        assert len(kernels) == 2  # 4 → 8 → 16
+        for k in kernels:
+            assert k.shape[-2:] == (4, 4) and k.is_contiguous()
 
 
 def test_frozen_generator_matches_itself_in_training_mode_and_after_a_weight_change():
