@@ -14,7 +14,8 @@ Measures the two paths the demo takes, on the same loaded model:
   the server does (``gradio's own floor`` below measures it on a do-nothing endpoint);
 * inversion through the server (its compute thread, the demo's precision) and in the library
   (fp32 and the demo's precision) at the default steps; a slider's latency while another
-  client's inversion runs.
+  client's inversion runs;
+* the CPU an idle server's event loop uses, with Gradio's queue polling and the demo's.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def main() -> None:
         **launch_kwargs(),
     )
     try:
+        idle_event_loop_cpu(blocks)
         client = Client("http://127.0.0.1:7897/", verbose=False)
         api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
         names = [p["label"] for p in api["/quick_edit"]["parameters"]]
@@ -210,6 +212,38 @@ def main() -> None:
     print(
         f"gradio's own floor (an endpoint returning a 64 px PNG file, no computation): "
         f"median {gradio_floor(args.repeats) * 1e3:6.1f} ms"
+    )
+
+
+def thread_cpu_seconds(native_id: int) -> float:
+    """User + system CPU seconds a thread of this process has used so far (Linux)."""
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_event_loop_cpu(blocks, seconds: float = 5.0, rounds: int = 2) -> None:
+    """CPU of the server's event-loop thread while no request runs, with Gradio's own queue
+    polling (1 ms / 10 ms) and the demo's (:mod:`idinvert.demo.queue_polling`), interleaved."""
+    from idinvert.demo.queue_polling import PROGRESS_POLL_S, QUEUE_POLL_S, set_queue_polling
+
+    server = getattr(blocks, "server", None)
+    thread = getattr(server, "thread", None)
+    if thread is None or not Path("/proc/self/task").is_dir():
+        print("idle event-loop CPU: not measurable here (no /proc or no server thread)")
+        return
+    settings = {"Gradio's (1 ms, 10 ms)": (0.001, 0.01), "demo's": (QUEUE_POLL_S, PROGRESS_POLL_S)}
+    used: dict[str, list[float]] = {name: [] for name in settings}
+    time.sleep(1.0)
+    for _ in range(rounds):
+        for name, (queue_s, progress_s) in settings.items():
+            set_queue_polling(blocks, queue_s, progress_s)
+            before = thread_cpu_seconds(thread.native_id)
+            time.sleep(seconds)
+            used[name].append((thread_cpu_seconds(thread.native_id) - before) / seconds)
+    set_queue_polling(blocks)
+    print(
+        "idle server, event-loop CPU (share of one core): "
+        + ", ".join(f"{name} polling {min(v) * 100:.1f} %" for name, v in used.items())
     )
 
 

@@ -49,6 +49,7 @@ from idinvert.demo import service
 from idinvert.demo.compute import Compute, ComputeThread, InlineCompute
 from idinvert.demo.controls import controls_for, update_for, values_from_controls
 from idinvert.demo.gpu import gpu, zero_gpu
+from idinvert.demo.queue_polling import set_queue_polling
 
 log = logging.getLogger(__name__)
 
@@ -832,6 +833,7 @@ class DemoApp:
             _quiet_preprocess(component)
         blocks.demo_app = self  # type: ignore[attr-defined] - for tests and tools
         blocks.queue(default_concurrency_limit=limits.concurrency, max_size=64)
+        set_queue_polling(blocks)
         return blocks
 
     def _build_quick_tab(
