@@ -28,7 +28,9 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as `idinvert demo` sets it, before torch
+from idinvert.core.runtime import use_short_openmp_spinning
+
+use_short_openmp_spinning()  # as `idinvert demo` does, before torch
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402

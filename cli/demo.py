@@ -7,6 +7,7 @@ import os
 import click
 
 from idinvert.cli.options import DEVICE, MODEL
+from idinvert.core.runtime import use_short_openmp_spinning
 
 
 @click.command("demo")
@@ -51,7 +52,7 @@ def demo_command(
     """Start the web demo: invert photos and edit them with every registered plugin."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # before torch: idinvert.demo.compute
+    use_short_openmp_spinning()  # before torch (main() did it already for `idinvert demo`)
     from idinvert.demo.app import build_demo, launch_kwargs
     from idinvert.demo.service import DemoLimits
 

@@ -15,6 +15,7 @@ import sys
 import click
 
 from idinvert.core.errors import IdinvertError
+from idinvert.core.runtime import use_short_openmp_spinning
 
 #: name → ("module", "attribute", "short help") of every subcommand.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -127,6 +128,7 @@ def cli(verbose: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors for user mistakes, non-zero exit codes."""
+    use_short_openmp_spinning()  # before any subcommand imports torch
     try:
         cli.main(args=argv, prog_name="idinvert", standalone_mode=False)
     except click.exceptions.Abort:

@@ -18,8 +18,9 @@ OpenMP's waiting: with its default (spin ≈ 300,000 times at a barrier before s
 bf16 inversion took 4.4 s on a quiet 2-core machine and **68.7 s** while another process
 trained on the same cores (the spinning threads burn the time slices the other one needs);
 ``GOMP_SPINCOUNT=10000`` keeps 4.4 s quiet and gives 16.7 s contended; ``1000``: 7.1 s / 8.0 s;
-``OMP_WAIT_POLICY=PASSIVE``: 7.1 s quiet. ``idinvert demo`` and the Space entry point set
-``GOMP_SPINCOUNT=10000`` unless it is set already (it must be set before torch is imported).
+``OMP_WAIT_POLICY=PASSIVE``: 7.1 s quiet. Every ``idinvert`` command and the Space entry point
+set ``GOMP_SPINCOUNT=10000`` unless OpenMP's waiting was chosen already
+(:func:`idinvert.core.runtime.use_short_openmp_spinning`, before torch is imported).
 
 A task submitted from the compute thread itself runs inline (no deadlock), and every task runs
 in a copy of the submitter's :mod:`contextvars` context (Gradio's progress reporting lives

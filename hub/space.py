@@ -72,8 +72,9 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-# before torch loads OpenMP: short spinning at barriers (see idinvert.demo.compute)
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+from idinvert.core.runtime import use_short_openmp_spinning  # noqa: E402
+
+use_short_openmp_spinning()  # before torch loads OpenMP (see idinvert.core.runtime)
 
 from idinvert.demo.app import build_demo, launch_kwargs  # noqa: E402
 from idinvert.demo.service import DemoLimits  # noqa: E402
