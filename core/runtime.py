@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import MutableMapping
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def tune_cpu_allocator() -> bool:
         return ok
 
 
-def use_short_openmp_spinning(environ: dict[str, str] | None = None) -> bool:
+def use_short_openmp_spinning(environ: MutableMapping[str, str] | None = None) -> bool:
     """Set ``GOMP_SPINCOUNT`` to :data:`SHORT_SPINCOUNT` unless the user chose how OpenMP
     waits (``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` already set; an explicit spin count would
     override a chosen policy, so neither is touched then).
