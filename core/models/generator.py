@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from idinvert.core.models.derived import derived
+from idinvert.core.models.fused_epilogue import fused_epilogue
 from idinvert.core.models.layers import (
     LEAKY_SLOPE,
     DenseBlock,
@@ -226,15 +227,15 @@ class Epilogue(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, randomize_noise: bool) -> torch.Tensor:
         """``x [B, C, r, r]``, ``w [B, D]`` → ``[B, C, r, r]`` (in this module's dtype)."""
         dtype = self.bias.dtype
-        x, w = x.to(dtype), w.to(dtype)
+        w = w.to(dtype)
         bias = self.bias.view(1, -1, 1, 1)
         if randomize_noise:
-            x = self.apply_noise(x, True) + bias
+            x = self.apply_noise(x.to(dtype), True) + bias
         else:  # noise and bias summed first (and kept while frozen): one pass over x, not two
             noise = self.apply_noise
             sources = [noise.noise, noise.weight, self.bias]
             layout = _layout(x)
-            x = x + derived(
+            noise_bias = derived(
                 self,
                 f"noise_bias.{layout}",
                 lambda: (noise.noise * noise.weight.view(1, -1, 1, 1) + bias).contiguous(
@@ -242,6 +243,11 @@ class Epilogue(nn.Module):
                 ),
                 sources,
             )
+            if layout == torch.channels_last and not noise_bias.requires_grad:
+                # a frozen bfloat16 copy (inversion): the whole tail as one fused function,
+                # straight from the bfloat16 convolution output (no separate cast pass)
+                return fused_epilogue(x, noise_bias, self.style_mod.style(w))
+            x = x.to(dtype) + noise_bias
         x = F.leaky_relu(x, LEAKY_SLOPE, inplace=True)  # x is this function's own sum
         # The official x − mean, then x / sqrt(mean(x²) + 1e-8), is an instance norm with the
         # biased variance; the fused kernel is ≈ 2× faster forward and backward (≤ 4e-6 apart).
