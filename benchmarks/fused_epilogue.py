@@ -42,11 +42,12 @@ from inversion import build_networks  # noqa: E402
 def unfused_epilogue(
     x: torch.Tensor, shift: torch.Tensor, style: torch.Tensor, eps: float = 1e-8
 ) -> torch.Tensor:
-    """The operations the frozen bf16 copy ran before the fusion (same signature)."""
+    """The operations the frozen bf16 copy ran before the fusion (same signature): the
+    generator's own :func:`instance_norm` (group norm on channels-last tensors) between them."""
     channels = x.shape[1]
     h = F.leaky_relu(x.float() + shift, LEAKY_SLOPE, inplace=True)
     s = style.view(-1, 2, channels, 1, 1)
-    return torch.addcmul(s[:, 1], F.group_norm(h, channels, eps=eps), s[:, 0] + 1.0)
+    return torch.addcmul(s[:, 1], generator_module.instance_norm(h, eps), s[:, 0] + 1.0)
 
 
 SIDES: dict[str, Callable[..., torch.Tensor]] = {
@@ -90,10 +91,6 @@ def epilogue_alone(rounds: int, repeats: int) -> None:
                     if i:  # the first call of each round warms caches up
                         times[name].append(time.perf_counter() - start)
         summary(times, f"epilogue {batch}x{channels}x{size}x{size} fwd+bwd")
-
-
-def _now() -> float:
-    return time.perf_counter()
 
 
 def inversion_steps(bundle, resolution: int, rounds: int, steps: int, label: str) -> None:

@@ -7,10 +7,10 @@ bfloat16 inversion step. :func:`fused_epilogue` computes the same function as
 
     h = leaky_relu(x + shift);  y = (h − mean_hw(h)) / sqrt(var_hw(h) + eps) · (s0 + 1) + s1
 
-with the normalisation and the style folded into one per-(sample, channel) scale and offset
-(``y = h · a + b``), and a hand-derived backward that needs two reductions and two elementwise
-passes. Statistics and arithmetic are float32 (float64 for float64 inputs) whatever the
-input dtype.
+with the normalisation and the style folded into one per-(sample, channel) gain
+(``y = (h − mean) · gain + s1``), and a hand-derived backward that needs two reductions and
+two elementwise passes. Statistics and arithmetic are float32 (float64 for float64 inputs)
+whatever the input dtype.
 
 Gradients flow to ``x`` and the style ``s`` only: ``shift`` (the fixed noise times its
 strength plus the bias) must be a constant, which holds when the generator is frozen and its
@@ -38,20 +38,19 @@ class _FusedEpilogue(torch.autograd.Function):
         s = style.to(compute).view(-1, 2, channels, 1, 1)
         gain = rstd * (s[:, 0] + 1.0)
         y = torch.addcmul(s[:, 1], centred, gain)
-        ctx.save_for_backward(h, mean, rstd, s)
+        ctx.save_for_backward(h, mean, rstd, gain)
         ctx.x_dtype = x.dtype
         ctx.style_dtype = style.dtype
         return y
 
     @staticmethod
     def backward(ctx, dy):  # type: ignore[override]
-        h, mean, rstd, s = ctx.saved_tensors
+        h, mean, rstd, gain = ctx.saved_tensors
         dy = dy.to(h.dtype)
         n = h.shape[2] * h.shape[3]
         sum_dy = dy.sum(dim=(2, 3), keepdim=True)  # = d s1
         sum_dy_h = (dy * h).sum(dim=(2, 3), keepdim=True)
         d_scale = rstd * (sum_dy_h - mean * sum_dy)  # Σ dy · ĥ  = d s0
-        gain = rstd * (s[:, 0] + 1.0)
         # dh = gain · (dy − mean(dy) − ĥ · mean(dy · ĥ)), with ĥ = (h − mean) · rstd, expanded
         # into gain · dy + c_h · h + c_0 (per-channel coefficients): two fused multiply-adds.
         c_h = -gain * rstd * d_scale / n
