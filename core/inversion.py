@@ -5,8 +5,10 @@ The objective per image x (official defaults in :class:`InversionSettings`)::
     z0 = E(x);  minimise over z ∈ W+:
     ‖x − G(z)‖²  +  λ_vgg ‖F(x) − F(G(z))‖²  +  λ_dom ‖z − E(G(z))‖²      (means, not sums)
 
-optimised with Adam (lr 0.01, 100 steps). With a ``mask`` (semantic diffusion) the pixel and
-perceptual terms only see the masked region (``x · mask``) and the domain term is usually off.
+optimised with Adam (lr 0.01, 100 steps; :class:`~idinvert.core.adam.CodeAdam`: the same
+arithmetic as ``torch.optim.Adam`` without its import cost). With a ``mask`` (semantic
+diffusion) the pixel and perceptual terms only see the masked region (``x · mask``) and the
+domain term is usually off.
 
 Differences from the official loop that do not change the numbers: the target's perceptual
 features are computed once, gradients flow only into the codes (never into network weights),
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from idinvert.core.adam import CodeAdam
 from idinvert.core.compiled import compiled, mark_step
 from idinvert.core.losses import domain_loss, feature_loss, pixel_loss
 from idinvert.core.modeldir import ModelBundle
@@ -211,13 +214,13 @@ def _optimize_chunk(
     if compile_step:
         terms = compiled(terms, device)
     z = init.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=settings.learning_rate)
+    optimizer = CodeAdam(z, lr=settings.learning_rate)
     rows: list[torch.Tensor] = []
     for step in range(settings.steps):
         if compile_step:
             mark_step(device)
         values = terms(z, target, target_features)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         values[3].sum().backward()
         optimizer.step()
         # one transfer per step only when someone watches; else one at the end (no GPU sync)
