@@ -19,8 +19,7 @@ Printed: min and median milliseconds of each side and their ratio.
 
 from __future__ import annotations
 
-import argparse
-import statistics
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -30,13 +29,11 @@ import torch
 import torch.nn.functional as F
 
 import idinvert.core.models.generator as generator_module
-from idinvert.core.inversion import InversionSettings, invert
 from idinvert.core.models.fused_epilogue import fused_epilogue
 from idinvert.core.models.layers import LEAKY_SLOPE
-from idinvert.core.runtime import tune_cpu_allocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from inversion import build_networks  # noqa: E402
+from side_by_side import benchmark_models, inversion_steps, parse_args, summary, swapped  # noqa: E402
 
 
 def unfused_epilogue(
@@ -54,20 +51,6 @@ SIDES: dict[str, Callable[..., torch.Tensor]] = {
     "unfused": unfused_epilogue,
     "fused": fused_epilogue,
 }
-
-
-def summary(times: dict[str, list[float]], label: str) -> None:
-    """One line per side plus the ratio (unfused / fused) of minima and of medians."""
-    mins = {k: min(v) for k, v in times.items()}
-    meds = {k: statistics.median(v) for k, v in times.items()}
-    for key in times:
-        print(
-            f"{label:34s} {key:8s} min {mins[key] * 1e3:8.2f} ms  median {meds[key] * 1e3:8.2f} ms"
-        )
-    print(
-        f"{label:34s} speed-up {mins['unfused'] / mins['fused']:.2f}x (min), "
-        f"{meds['unfused'] / meds['fused']:.2f}x (median)"
-    )
 
 
 def epilogue_alone(rounds: int, repeats: int) -> None:
@@ -93,55 +76,17 @@ def epilogue_alone(rounds: int, repeats: int) -> None:
         summary(times, f"epilogue {batch}x{channels}x{size}x{size} fwd+bwd")
 
 
-def inversion_steps(bundle, resolution: int, rounds: int, steps: int, label: str) -> None:
-    torch.manual_seed(1)
-    x = torch.rand(1, 3, resolution, resolution) * 2 - 1
-    settings = InversionSettings(steps=steps, precision="bf16")
-    times: dict[str, list[float]] = {k: [] for k in SIDES}
-    try:
-        for _ in range(rounds):
-            for name, fn in SIDES.items():
-                generator_module.fused_epilogue = fn
-                stamps: list[float] = []
-                invert(
-                    bundle, x, settings, callback=lambda _, s=stamps: s.append(time.perf_counter())
-                )
-                # the first step also builds the bf16 copies and oneDNN primitives: excluded
-                times[name] += [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)]
-    finally:
-        generator_module.fused_epilogue = fused_epilogue
-    summary(times, f"bf16 inversion step, {label}")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    parser.add_argument("--repeats", type=int, default=5, help="epilogue calls per round")
-    parser.add_argument("--steps", type=int, default=6, help="inversion steps per run")
-    parser.add_argument("--resolution", type=int, default=256, help="random-weight generator")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tune_cpu_allocator()  # as invert() does: no page faults on reused activation memory
+    args = parse_args(__doc__, "epilogue calls")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU bf16 side by side")
     epilogue_alone(args.rounds, args.repeats)
 
-    from idinvert.core.modeldir import ImageConfig, ModelBundle, ModelConfig, freeze
-    from idinvert.hub.api import load_model
-
-    g, e, p = build_networks(args.resolution)
-    config = ModelConfig("bench", g.config, e.config, p.config, ImageConfig(args.resolution))
-    bundle = ModelBundle(config, g, e, p)
-    for net in bundle.networks():
-        freeze(net)
-    r = args.resolution
-    inversion_steps(bundle, r, args.rounds, args.steps, f"{r} px random weights")
-    bundled = load_model(None, "cpu")
-    res = bundled.config.image.resolution
-    inversion_steps(bundled, res, args.rounds, 5 * args.steps, f"bundled {res} px")
+    sides = {
+        name: functools.partial(swapped, generator_module, "fused_epilogue", fn)
+        for name, fn in SIDES.items()
+    }
+    for bundle, label, multiplier in benchmark_models(args.resolution):
+        inversion_steps(bundle, args.rounds, multiplier * args.steps, label, sides)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ import logging
 import torch
 from torch import nn
 
-from idinvert.core.models.derived import CACHE_ATTRIBUTE as _DERIVED_CACHE
-
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 log = logging.getLogger(__name__)
@@ -66,9 +64,6 @@ def lowered_copy(net: nn.Module, dtype: torch.dtype) -> nn.Module:
             if isinstance(tensor, nn.Parameter):
                 data = nn.Parameter(data, requires_grad=False)
             memo[id(tensor)] = data
-        cache = module.__dict__.get(_DERIVED_CACHE)
-        if cache is not None:
-            memo[id(cache)] = {}
         for child in module.children():
             lower(child, keep)
 

@@ -14,7 +14,7 @@ recomputed every call, inside the graph.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
 import torch
@@ -27,11 +27,23 @@ CACHE_ATTRIBUTE = "_derived_tensors"
 DerivedT = TypeVar("DerivedT", torch.Tensor, tuple[torch.Tensor, ...])
 
 
+class DerivedStore(dict):
+    """A module's stored derived tensors: a cache, so a copy of the module starts empty
+    (``copy.deepcopy`` and pickling; oneDNN-reordered kernels cannot be copied at all)."""
+
+    def __deepcopy__(self, memo: dict) -> DerivedStore:
+        return DerivedStore()
+
+    def __reduce__(self) -> tuple:
+        return (DerivedStore, ())
+
+
 def derived(
     owner: nn.Module,
     name: str,
     compute: Callable[[], DerivedT],
     sources: Sequence[torch.Tensor],
+    key: Hashable = None,
 ) -> DerivedT:
     """``compute()``, stored on ``owner`` under ``name`` while ``sources`` stay unchanged.
 
@@ -40,6 +52,8 @@ def derived(
         name: key of the tensor within ``owner``.
         compute: builds the tensor (or a tuple of tensors) from ``sources`` (and constants).
         sources: every parameter/buffer ``compute`` reads.
+        key: anything else the result depends on (e.g. an input shape); a different key
+            recomputes and replaces the stored tensor.
 
     Returns:
         The derived tensor; recomputed (not stored) when grad mode is on and a source
@@ -50,8 +64,8 @@ def derived(
         torch.is_grad_enabled() and any(s.requires_grad for s in sources)
     ):
         return compute()  # in the graph (torch.compile traces it as ordinary operations)
-    stamp = tuple((s._version, s.data_ptr(), s.dtype, s.device) for s in sources)
-    store: dict = owner.__dict__.setdefault(CACHE_ATTRIBUTE, {})
+    stamp = (key, *((s._version, s.data_ptr(), s.dtype, s.device) for s in sources))
+    store: dict = owner.__dict__.setdefault(CACHE_ATTRIBUTE, DerivedStore())
     entry = store.get(name)
     if entry is not None:
         refs, old_stamp, value = entry

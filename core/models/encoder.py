@@ -15,6 +15,7 @@ from torch import nn
 
 from idinvert.core.models.derived import derived
 from idinvert.core.models.layers import LEAKY_SLOPE, BatchNormBlock, WScaleBias
+from idinvert.core.models.packed_conv import frozen_conv2d
 
 
 def _conv_bn_lrelu(
@@ -42,7 +43,7 @@ def _conv_bn_lrelu(
     weight, folded_bias = derived(
         owner, name, lambda: bn.fold_into_conv(conv.weight, bias), sources
     )
-    y = F.conv2d(x, weight, folded_bias, padding=pad)
+    y = frozen_conv2d(owner, name, x, weight, folded_bias, padding=pad)
     return F.leaky_relu(y, LEAKY_SLOPE, inplace=True)
 
 

@@ -25,6 +25,7 @@ from idinvert.core.models.layers import (
     fused_upsample_kernel,
     upsample_conv_kernel,
 )
+from idinvert.core.models.packed_conv import frozen_conv2d, frozen_conv_transpose2d
 
 FusedScale = Literal["auto"] | bool
 
@@ -332,16 +333,21 @@ class ConvBlock(nn.Module):
         """``x [B, C_in, r, r]`` (``r/2`` when upsampling) → ``[B, C_out, r, r]``."""
         kernel = self.kernel
         x = x.to(kernel.dtype)
-        if self.fused:
-            k = derived(self, "kernel", lambda: fused_upsample_kernel(kernel, self.scale), [kernel])
-            x = F.conv_transpose2d(x, k, stride=2, padding=1)
-        elif self.upsample:  # nearest ×2 + conv(·, w) · scale, as one transposed convolution
-            k = derived(self, "kernel", lambda: upsample_conv_kernel(kernel, self.scale), [kernel])
-            x = F.conv_transpose2d(x, k, stride=2, padding=1)
-        else:  # the official conv(x, w) · scale, with the scale folded into the small weight
-            x = F.conv2d(
-                x, derived(self, "kernel", lambda: kernel * self.scale, [kernel]), padding=1
+        if self.upsample:
+            # fused: the official up-convolution; else nearest ×2 + conv(·, w) · scale, as one
+            # transposed convolution. Kernels in the activations' layout (channels-last copies)
+            make = fused_upsample_kernel if self.fused else upsample_conv_kernel
+            layout = _layout(x)
+            k = derived(
+                self,
+                "kernel",
+                lambda: make(kernel, self.scale).contiguous(memory_format=layout),
+                [kernel],
             )
+            x = frozen_conv_transpose2d(self, "conv", x, k, stride=2, padding=1)
+        else:  # the official conv(x, w) · scale, with the scale folded into the small weight
+            scaled = derived(self, "kernel", lambda: kernel * self.scale, [kernel])
+            x = frozen_conv2d(self, "conv", x, scaled, padding=1)
         if self.upsample:
             x = F.conv2d(x, self.blur.kernel, padding=1, groups=x.shape[1])
         return self.epilogue(x, w, randomize_noise)
@@ -374,9 +380,8 @@ class ToRGB(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.conv.weight
         x = x.to(weight.dtype)
-        return F.conv2d(
-            x, derived(self, "weight", lambda: weight * self.scale, [weight]), self.bias
-        )
+        scaled = derived(self, "weight", lambda: weight * self.scale, [weight])
+        return frozen_conv2d(self, "conv", x, scaled, self.bias)
 
 
 class Synthesis(nn.Module):

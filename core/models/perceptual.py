@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idinvert.core.models.packed_conv import frozen_conv2d
+
 #: Indices (in the official ``nn.Sequential`` numbering) of the conv layers up to conv4_3.
 CONV_INDICES: tuple[int, ...] = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)
 #: Indices of all 13 VGG16 convolutions (the official ``vgg16.pth`` stores them all).
@@ -133,7 +135,9 @@ class PerceptualNet(nn.Module):
         y = self.preprocess(x)
         for idx in CONV_INDICES:
             conv = getattr(self, f"layer{idx}")  # each layer computes in its own dtype
-            y = F.relu(conv(y.to(conv.weight.dtype)), inplace=True)  # on a fresh conv output
+            y = y.to(conv.weight.dtype)
+            y = frozen_conv2d(self, f"layer{idx}", y, conv.weight, conv.bias, conv.padding)
+            y = F.relu(y, inplace=True)  # on a fresh conv output
             if idx in _POOL_AFTER:
                 y = F.max_pool2d(y, 2)
         if self.config.output_scale != 1.0:
