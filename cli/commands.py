@@ -232,8 +232,10 @@ def invert_command(
     lpips_metric = _lpips_metric(bundle.device)  # built only now, after the inversion
     lpips_inv = lpips_enc = None
     if lpips_metric is not None:
-        lpips_enc = lpips_metric(enc_images, targets)
-        lpips_inv = lpips_enc if steps == 0 else lpips_metric(inv_images, targets)
+        if steps == 0:
+            lpips_enc = lpips_inv = lpips_metric(enc_images, targets)
+        else:
+            lpips_enc, lpips_inv = lpips_metric.against(targets, enc_images, inv_images)
     stems = unique_stems(paths)
     per_image = []
     with staged_output(out_dir) as stage:

@@ -426,13 +426,15 @@ def invert_images(
     result = invert(bundle, x, settings, callback=each_step if any(live) else None)
     enc = synthesize(bundle, result.init_codes)
     fin = synthesize(bundle, result.codes)
+    # LPIPS of the final and the encoder's images, the targets' features computed once
+    lpips_fin, lpips_enc = (
+        lpips_metric.against(x, fin, enc) if lpips_metric is not None else (None, None)
+    )
     outputs = []
     for i, image in enumerate(images):
         xi, ei, fi = x[i : i + 1], enc[i : i + 1], fin[i : i + 1]
-        lp = lp_enc = None
-        if lpips_metric is not None:
-            lp = float(lpips_metric(fi, xi))
-            lp_enc = float(lpips_metric(ei, xi))
+        lp = None if lpips_fin is None else float(lpips_fin[i])
+        lp_enc = None if lpips_enc is None else float(lpips_enc[i])
         outputs.append(
             InversionOutput(
                 target=image,

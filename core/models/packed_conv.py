@@ -29,6 +29,7 @@ with native bfloat16. Everything else goes through :func:`torch.nn.functional.co
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -79,14 +80,19 @@ def _reordered_transpose(kernel: torch.Tensor, padding: Pair, stride: Pair, inpu
 
 @dataclass(frozen=True)
 class _Plan:
-    """One frozen layer at one input shape: reordered kernels and how to apply them."""
+    """One frozen layer at one input shape: reordered kernels and how to apply them. The
+    gradient's kernel is reordered at the first backward pass (inference never needs it)."""
 
     transposed: bool
     forward_kernel: torch.Tensor
-    grad_kernel: torch.Tensor
+    reorder_grad_kernel: Callable[[], torch.Tensor]
     padding: Pair
     stride: Pair
     grad_padding: Pair
+
+    @functools.cached_property
+    def grad_kernel(self) -> torch.Tensor:
+        return self.reorder_grad_kernel()
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if self.transposed:
@@ -103,11 +109,15 @@ def _conv_plan(kernel: torch.Tensor, padding: Pair, in_shape: tuple[int, ...]) -
     kh, kw = kernel.shape[-2:]
     out_shape = (n, kernel.shape[0], h + 2 * padding[0] - kh + 1, w + 2 * padding[1] - kw + 1)
     grad_padding = (kh - 1 - padding[0], kw - 1 - padding[1])
-    flipped = kernel.transpose(0, 1).flip(-2, -1).contiguous(memory_format=torch.channels_last)
+
+    def grad_kernel() -> torch.Tensor:
+        flipped = kernel.transpose(0, 1).flip(-2, -1).contiguous(memory_format=torch.channels_last)
+        return _reordered(flipped, grad_padding, (1, 1), out_shape)
+
     return _Plan(
         False,
         _reordered(kernel, padding, (1, 1), in_shape),
-        _reordered(flipped, grad_padding, (1, 1), out_shape),
+        grad_kernel,
         padding,
         (1, 1),
         grad_padding,
@@ -119,7 +129,9 @@ def _transpose_plan(
 ) -> _Plan:
     n, _, h, w = in_shape
     kh, kw = kernel.shape[-2:]
-    out_h, out_w = (
+    out_shape = (
+        n,
+        kernel.shape[1],
         (h - 1) * stride[0] - 2 * padding[0] + kh,
         (w - 1) * stride[1] - 2 * padding[1] + kw,
     )
@@ -128,7 +140,7 @@ def _transpose_plan(
     return _Plan(
         True,
         _reordered_transpose(kernel, padding, stride, in_shape),
-        _reordered(kernel, padding, stride, (n, kernel.shape[1], out_h, out_w)),
+        lambda: _reordered(kernel, padding, stride, out_shape),
         padding,
         stride,
         padding,
