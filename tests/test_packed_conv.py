@@ -19,7 +19,7 @@ from idinvert.core.models.packed_conv import (
 from idinvert.core.precision import lowered_copy
 
 pytestmark = pytest.mark.skipif(
-    not torch.backends.mkldnn.is_available(), reason="oneDNN (mkldnn) not in this torch build"
+    not packed_conv._onednn_x86(), reason="reordered kernels are used on x86-64 oneDNN only"
 )
 
 CL = torch.channels_last

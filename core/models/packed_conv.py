@@ -18,7 +18,7 @@ computes them too: the results are equal. The layout oneDNN picks depends on the
 shape, so the kernels are reordered again when it changes. The weight gradient is never
 computed: the kernel is frozen.
 
-Used only where it can be and pays: a CPU with oneDNN, a channels-last input (the layout of
+Used only where it can be and pays: an x86-64 CPU with oneDNN, a channels-last input (the layout of
 :func:`idinvert.core.precision.lowered_copy`'s copies), a frozen kernel of at least
 :data:`MIN_REORDERED_KERNEL` elements, no groups or dilation, stride 1 (convolutions; any
 stride for transposed ones, whose output size is then exact), float32, or bfloat16 on a CPU
@@ -29,6 +29,7 @@ with native bfloat16. Everything else goes through :func:`torch.nn.functional.co
 from __future__ import annotations
 
 import functools
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -178,11 +179,22 @@ def _reorderable(
         and weight.is_contiguous(memory_format=torch.channels_last)
     ):
         return False
-    if not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled:
+    if not (_onednn_x86() and torch.backends.mkldnn.enabled):
         return False
     if weight.dtype == torch.bfloat16:
         return _native_bf16()
     return weight.dtype == torch.float32
+
+
+@functools.cache
+def _onednn_x86() -> bool:
+    """oneDNN on an x86-64 CPU (where this was measured) with the operators used here."""
+    ops = ("_convolution_pointwise", "_convolution_transpose_pointwise")
+    return (
+        platform.machine().lower() in ("x86_64", "amd64")
+        and torch.backends.mkldnn.is_available()
+        and all(hasattr(torch.ops.mkldnn, op) for op in ops)
+    )
 
 
 @functools.cache
