@@ -19,9 +19,7 @@ Printed: min and median milliseconds of each side and their ratio.
 
 from __future__ import annotations
 
-import functools
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from idinvert.core.models.fused_epilogue import fused_epilogue
 from idinvert.core.models.layers import LEAKY_SLOPE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from side_by_side import benchmark_models, inversion_steps, parse_args, summary, swapped  # noqa: E402
+import side_by_side as ab  # noqa: E402
 
 
 def unfused_epilogue(
@@ -63,30 +61,19 @@ def epilogue_alone(rounds: int, repeats: int) -> None:
         shift = (0.3 * torch.randn(1, channels, size, size)).contiguous(memory_format=layout)
         style = 0.5 * torch.randn(batch, 2 * channels)
         dy = torch.randn(batch, channels, size, size).contiguous(memory_format=layout)
-        times: dict[str, list[float]] = {k: [] for k in SIDES}
-        for _ in range(rounds):
-            for name, fn in SIDES.items():
-                for i in range(repeats + 1):
-                    a = x.detach().requires_grad_(True)
-                    s = style.detach().requires_grad_(True)
-                    start = time.perf_counter()
-                    fn(a, shift, s).backward(dy)
-                    if i:  # the first call of each round warms caches up
-                        times[name].append(time.perf_counter() - start)
-        summary(times, f"epilogue {batch}x{channels}x{size}x{size} fwd+bwd")
+        sides = {name: (lambda a, s, fn=fn, t=shift: fn(a, t, s)) for name, fn in SIDES.items()}
+        times = ab.time_sides(sides, [x, style], dy, rounds, repeats)
+        ab.summary(times, f"epilogue {batch}x{channels}x{size}x{size} fwd+bwd")
 
 
 def main() -> None:
-    args = parse_args(__doc__, "epilogue calls")
+    args = ab.parse_args(__doc__, "epilogue calls")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU bf16 side by side")
     epilogue_alone(args.rounds, args.repeats)
 
-    sides = {
-        name: functools.partial(swapped, generator_module, "fused_epilogue", fn)
-        for name, fn in SIDES.items()
-    }
-    for bundle, label, multiplier in benchmark_models(args.resolution):
-        inversion_steps(bundle, args.rounds, multiplier * args.steps, label, sides)
+    sides = ab.swap_sides(generator_module, "fused_epilogue", SIDES)
+    for bundle, label, multiplier in ab.benchmark_models(args.resolution):
+        ab.inversion_steps(bundle, args.rounds, multiplier * args.steps, label, sides)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ Printed: min and median milliseconds of each side and their ratio.
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,7 +30,7 @@ from torch import nn
 import idinvert.core.models.packed_conv as packed_conv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from side_by_side import benchmark_models, inversion_steps, parse_args, summary, swapped  # noqa: E402
+import side_by_side as ab  # noqa: E402
 
 SIDES = ("plain", "reordered")
 #: (batch, C_in, size, C_out) of 3×3 same-size convolutions in an ffhq256 inversion step.
@@ -47,19 +45,6 @@ LAYERS = [
 ]
 #: (batch, C_in, size, C_out) of the ffhq256 generator's 4×4 stride-2 up-convolutions.
 TRANSPOSED_LAYERS = [(1, 512, 8, 512), (1, 512, 16, 512), (1, 512, 32, 256)]
-
-
-def _time_sides(sides, x, dy, rounds: int, repeats: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {k: [] for k in SIDES}
-    for _ in range(rounds):
-        for name in SIDES:
-            for i in range(repeats + 1):
-                a = x.detach().requires_grad_(True)
-                start = time.perf_counter()
-                sides[name](a).backward(dy)
-                if i:  # the first call of each round warms caches up
-                    times[name].append(time.perf_counter() - start)
-    return times
 
 
 def single_layers(rounds: int, repeats: int, dtype: torch.dtype) -> None:
@@ -90,11 +75,11 @@ def single_layers(rounds: int, repeats: int, dtype: torch.dtype) -> None:
                 }
                 label = f"conv3x3 {batch}x{c_in}x{size}x{size}->{c_out} fwd+bwd"
             dy = torch.randn(batch, c_out, out, out).to(dtype).contiguous(memory_format=cl)
-            summary(_time_sides(sides, x, dy, rounds, repeats), label)
+            ab.summary(ab.time_sides(sides, [x], dy, rounds, repeats), label)
 
 
 def main() -> None:
-    args = parse_args(__doc__, "convolution calls")
+    args = ab.parse_args(__doc__, "convolution calls")
     native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     dtype = torch.bfloat16 if native else torch.float32
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, layers in {dtype}")
@@ -103,12 +88,12 @@ def main() -> None:
         print("no native bfloat16 on this CPU: bf16 inversion steps skipped")
         return
 
-    sides = {
-        "plain": lambda: swapped(packed_conv, "_reorderable", lambda *args: False),
-        "reordered": contextlib.nullcontext,
-    }
-    for bundle, label, multiplier in benchmark_models(args.resolution):
-        inversion_steps(bundle, args.rounds, multiplier * args.steps, label, sides)
+    never = lambda *args: False  # noqa: E731
+    sides = ab.swap_sides(
+        packed_conv, "_reorderable", {"plain": never, "reordered": packed_conv._reorderable}
+    )
+    for bundle, label, multiplier in ab.benchmark_models(args.resolution):
+        ab.inversion_steps(bundle, args.rounds, multiplier * args.steps, label, sides)
 
 
 if __name__ == "__main__":

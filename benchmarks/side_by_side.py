@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import sys
 import time
@@ -33,6 +34,11 @@ def swapped(module: object, name: str, value: object) -> Iterator[None]:
         setattr(module, name, original)
 
 
+def swap_sides(module: object, name: str, values: dict[str, object]) -> dict[str, Callable]:
+    """Side name → a context in which ``module.name`` is that side's value."""
+    return {side: functools.partial(swapped, module, name, value) for side, value in values.items()}
+
+
 def parse_args(description: str, what_repeats: str) -> argparse.Namespace:
     """The A/B benchmarks' command line; applies ``--threads`` and the allocator tuning that
     :func:`invert` applies (no page faults on reused activation memory)."""
@@ -49,6 +55,28 @@ def parse_args(description: str, what_repeats: str) -> argparse.Namespace:
         torch.set_num_threads(args.threads)
     tune_cpu_allocator()
     return args
+
+
+def time_sides(
+    sides: dict[str, Callable[..., torch.Tensor]],
+    inputs: list[torch.Tensor],
+    grad_out: torch.Tensor,
+    rounds: int,
+    repeats: int,
+) -> dict[str, list[float]]:
+    """Seconds of ``side(*inputs).backward(grad_out)`` per call, fresh leaf copies of
+    ``inputs`` (gradients for all of them), the sides alternating round after round; the
+    first call of each round (caches, oneDNN primitives) is not counted."""
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            for i in range(repeats + 1):
+                leaves = [t.detach().requires_grad_(True) for t in inputs]
+                start = time.perf_counter()
+                fn(*leaves).backward(grad_out)
+                if i:
+                    times[name].append(time.perf_counter() - start)
+    return times
 
 
 def summary(times: dict[str, list[float]], label: str) -> None:
@@ -72,14 +100,16 @@ def inversion_steps(
     steps: int,
     label: str,
     sides: dict[str, Callable[[], AbstractContextManager]],
+    batch: int = 1,
+    precision: str = "bf16",
 ) -> None:
-    """Time bf16 inversion steps (batch 1) of ``bundle`` under each side's context, the sides
-    alternating round after round; the first step of each run (bf16 copies, oneDNN primitives)
-    is excluded."""
+    """Time inversion steps of ``bundle`` under each side's context, the sides alternating
+    round after round; the first step of each run (bf16 copies, oneDNN primitives) is
+    excluded. Per image when ``batch`` > 1."""
     resolution = bundle.resolution
     torch.manual_seed(1)
-    x = torch.rand(1, 3, resolution, resolution) * 2 - 1
-    settings = InversionSettings(steps=steps, precision="bf16")
+    x = torch.rand(batch, 3, resolution, resolution) * 2 - 1
+    settings = InversionSettings(steps=steps, precision=precision)
     times: dict[str, list[float]] = {k: [] for k in sides}
     for _ in range(rounds):
         for name, context in sides.items():
@@ -88,8 +118,9 @@ def inversion_steps(
                 invert(
                     bundle, x, settings, callback=lambda _, s=stamps: s.append(time.perf_counter())
                 )
-            times[name] += [b - a for a, b in zip(stamps[1:], stamps[2:], strict=False)]
-    summary(times, f"bf16 inversion step, {label}")
+            times[name] += [(b - a) / batch for a, b in zip(stamps[1:], stamps[2:], strict=False)]
+    per = f", batch {batch} per image" if batch > 1 else ""
+    summary(times, f"{precision} inversion step{per}, {label}")
 
 
 def benchmark_models(resolution: int) -> list[tuple[object, str, int]]:

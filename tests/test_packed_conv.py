@@ -19,7 +19,7 @@ from idinvert.core.models.packed_conv import (
 from idinvert.core.precision import lowered_copy
 
 pytestmark = pytest.mark.skipif(
-    not packed_conv._onednn_x86(), reason="reordered kernels are used on x86-64 oneDNN only"
+    not packed_conv.onednn_x86(), reason="reordered kernels are used on x86-64 oneDNN only"
 )
 
 CL = torch.channels_last

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from idinvert.core.models.derived import derived
+from idinvert.core.models.frozen_linear import frozen_linear
 from idinvert.core.models.layers import LEAKY_SLOPE, BatchNormBlock, WScaleBias
 from idinvert.core.models.packed_conv import frozen_conv2d
 
@@ -151,7 +152,8 @@ class LastBlock(nn.Module):
 
     Computes in its own dtype; a bfloat16 copy keeps it float32 (``keep_float32``): at batch 1
     the dense layer is a matrix-vector product bound by memory, where bfloat16 kernels were
-    measured slower than float32, and the codes come out unrounded.
+    measured slower than float32, and the codes come out unrounded. Batches of two or more
+    rows go through oneDNN (:func:`~idinvert.core.models.frozen_linear.frozen_linear`).
     """
 
     keep_float32 = True
@@ -165,7 +167,7 @@ class LastBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, 4, 4]`` → ``[B, out_features]``."""
         x = x.to(self.fc.weight.dtype)
-        y = F.linear(x.reshape(x.shape[0], -1), self.fc.weight) * self.scale
+        y = frozen_linear(x.reshape(x.shape[0], -1), self.fc.weight) * self.scale
         return self.bn(y[:, :, None, None])[:, :, 0, 0]
 
 

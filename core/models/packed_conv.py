@@ -179,7 +179,7 @@ def _reorderable(
         and weight.is_contiguous(memory_format=torch.channels_last)
     ):
         return False
-    if not (_onednn_x86() and torch.backends.mkldnn.enabled):
+    if not (onednn_x86() and torch.backends.mkldnn.enabled):
         return False
     if weight.dtype == torch.bfloat16:
         return _native_bf16()
@@ -187,7 +187,7 @@ def _reorderable(
 
 
 @functools.cache
-def _onednn_x86() -> bool:
+def onednn_x86() -> bool:
     """oneDNN on an x86-64 CPU (where this was measured) with the operators used here."""
     ops = ("_convolution_pointwise", "_convolution_transpose_pointwise")
     return (
