@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from idinvert.core.models.derived import derived
+from idinvert.core.precision import native_bf16
 
 Pair = tuple[int, int]
 
@@ -188,8 +189,9 @@ def _reorderable(
 
 @functools.cache
 def onednn_x86() -> bool:
-    """oneDNN on an x86-64 CPU (where this was measured) with the operators used here."""
-    ops = ("_convolution_pointwise", "_convolution_transpose_pointwise")
+    """oneDNN on an x86-64 CPU (where this was measured) with the operators used here and in
+    :mod:`idinvert.core.models.frozen_linear`."""
+    ops = ("_convolution_pointwise", "_convolution_transpose_pointwise", "_linear_pointwise")
     return (
         platform.machine().lower() in ("x86_64", "amd64")
         and torch.backends.mkldnn.is_available()
@@ -199,7 +201,7 @@ def onednn_x86() -> bool:
 
 @functools.cache
 def _native_bf16() -> bool:
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return native_bf16(torch.device("cpu"))  # the precision module's probe, read once
 
 
 def _pair(value: int | tuple[int, int]) -> Pair:
