@@ -1,4 +1,5 @@
-"""The fused generator epilogue vs the unfused operations, side by side in one run.
+"""The fused generator epilogue vs the unfused operations and the earlier hand-fused function,
+side by side in one run.
 
 Run by hand (not in CI)::
 
@@ -8,11 +9,13 @@ Two measurements, each alternating the two sides round after round (shared hosts
 
 * the epilogue alone, forward + backward, on channels-last bfloat16 convolution outputs of the
   sizes an ffhq256 generator produces: :func:`idinvert.core.models.fused_epilogue.fused_epilogue`
-  against the unfused sequence the frozen bf16 copy ran before (cast, ``+ noise·strength + bias``,
-  LeakyReLU, ``group_norm`` with one group per channel, ``addcmul`` style);
+  against the unfused sequence the frozen bf16 copy ran first (cast, ``+ noise·strength +
+  bias``, LeakyReLU, ``group_norm`` with one group per channel, ``addcmul`` style) and the
+  hand-derived autograd function it ran next for every batch size ("hand-fused"; now only
+  for batches of several images, a single image goes through ``F.batch_norm``);
 * whole bf16 inversion steps (batch 1) on ffhq256-sized random weights (as
   ``benchmarks/inversion.py``) and on the bundled model, with the generator's fused path
-  switched to the unfused sequence for the "unfused" side.
+  switched to the other sides'.
 
 Printed: min and median milliseconds of each side and their ratio.
 """
@@ -27,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import idinvert.core.models.generator as generator_module
-from idinvert.core.models.fused_epilogue import fused_epilogue
+from idinvert.core.models.fused_epilogue import _FusedEpilogue, fused_epilogue
 from idinvert.core.models.layers import LEAKY_SLOPE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,14 +48,23 @@ def unfused_epilogue(
     return torch.addcmul(s[:, 1], generator_module.instance_norm(h, eps), s[:, 0] + 1.0)
 
 
+def hand_fused_epilogue(
+    x: torch.Tensor, shift: torch.Tensor, style: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """The hand-derived autograd function for every batch size (the one-image batch-norm
+    form switched off)."""
+    return _FusedEpilogue.apply(x, shift, style, eps)
+
+
 SIDES: dict[str, Callable[..., torch.Tensor]] = {
     "unfused": unfused_epilogue,
+    "hand-fused": hand_fused_epilogue,
     "fused": fused_epilogue,
 }
 
 
 def epilogue_alone(rounds: int, repeats: int) -> None:
-    shapes = [(1, 512, 16), (1, 256, 64), (1, 128, 128), (1, 64, 256), (4, 64, 256)]
+    shapes = [(1, 512, 16), (1, 256, 64), (1, 128, 128), (1, 64, 256), (1, 24, 64), (4, 64, 256)]
     for batch, channels, size in shapes:
         torch.manual_seed(0)
         layout = torch.channels_last

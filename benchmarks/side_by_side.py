@@ -80,18 +80,21 @@ def time_sides(
 
 
 def summary(times: dict[str, list[float]], label: str) -> None:
-    """One line per side plus the ratio (first side / second side) of minima and medians."""
-    before, after = list(times)
+    """One line per side plus the ratios (first side / each later side) of minima and
+    medians."""
     mins = {k: min(v) for k, v in times.items()}
     meds = {k: statistics.median(v) for k, v in times.items()}
     for key in times:
         print(
-            f"{label:40s} {key:9s} min {mins[key] * 1e3:8.2f} ms  median {meds[key] * 1e3:8.2f} ms"
+            f"{label:40s} {key:10s} min {mins[key] * 1e3:8.2f} ms  median {meds[key] * 1e3:8.2f} ms"
         )
-    print(
-        f"{label:40s} speed-up {mins[before] / mins[after]:.2f}x (min), "
-        f"{meds[before] / meds[after]:.2f}x (median)"
-    )
+    before, *afters = list(times)
+    for after in afters:
+        versus = f" ({after} vs {before})" if len(afters) > 1 else ""
+        print(
+            f"{label:40s} speed-up {mins[before] / mins[after]:.2f}x (min), "
+            f"{meds[before] / meds[after]:.2f}x (median){versus}"
+        )
 
 
 def inversion_steps(

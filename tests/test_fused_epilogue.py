@@ -48,17 +48,35 @@ def test_matches_the_official_order_and_its_gradients_in_float64(layout, batch):
     )
 
 
-def test_bfloat16_input_gives_float32_output_and_a_bfloat16_gradient():
+@pytest.mark.parametrize("batch", [1, 2])
+def test_bfloat16_input_gives_float32_output_and_a_bfloat16_gradient(batch):
     torch.manual_seed(0)
-    x = torch.randn(2, 8, 16, 16).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    x.requires_grad_(True)
+    x = torch.randn(batch, 8, 16, 16).to(torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
     shift = (torch.randn(1, 8, 16, 16) * 0.3).contiguous(memory_format=torch.channels_last)
-    style = torch.randn(2, 16, requires_grad=True)
+    style = torch.randn(batch, 16, requires_grad=True)
     y = fused_epilogue(x, shift, style)
     assert y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, official_epilogue_tail(x.detach().float(), shift, style))
-    y.square().sum().backward()
+    dy = torch.randn(batch, 8, 16, 16)
+    y.backward(dy)
     assert x.grad.dtype == torch.bfloat16 and style.grad.dtype == torch.float32
+    # the gradients of the official order, to bfloat16's rounding of dx
+    a = x.detach().float().requires_grad_(True)
+    s = style.detach().clone().requires_grad_(True)
+    official_epilogue_tail(a, shift, s).backward(dy)
+    torch.testing.assert_close(x.grad.float(), a.grad, rtol=1e-2, atol=1e-2 * a.grad.abs().max())
+    torch.testing.assert_close(style.grad, s.grad, rtol=1e-4, atol=1e-4 * s.grad.abs().max())
+
+
+def test_one_image_runs_as_a_single_batch_norm_and_several_as_the_hand_fused_function():
+    """Batch 1: instance norm + per-channel affine is training-mode batch norm (torch's own
+    kernel forward and backward); batches of several keep the hand-derived function."""
+    shift = torch.zeros(1, 4, 8, 8)
+    one = fused_epilogue(torch.randn(1, 4, 8, 8, requires_grad=True), shift, torch.randn(1, 8))
+    several = fused_epilogue(torch.randn(3, 4, 8, 8, requires_grad=True), shift, torch.zeros(3, 8))
+    assert type(one.grad_fn).__name__ == "NativeBatchNormBackward0"
+    assert type(several.grad_fn).__name__ == "_FusedEpilogueBackward"
 
 
 def test_a_shift_that_needs_a_gradient_is_refused():
@@ -82,9 +100,12 @@ def _epilogue_backward_names(generator: torch.nn.Module, wp: torch.Tensor) -> se
 def test_frozen_channels_last_copies_use_it_and_training_does_not():
     bundle = build_tiny_bundle(resolution=16, w_dim=8)
     wp = bundle.generator.z_to_wp(torch.randn(2, 8)).detach().requires_grad_(True)
-    # an inversion on a lowered (channels-last) copy: every epilogue fused
+    # an inversion on a lowered (channels-last) copy: every epilogue fused (one image: as
+    # batch norm)
     low = bundle.lowered(torch.bfloat16).generator
     assert "_FusedEpilogueBackward" in _epilogue_backward_names(low, wp.to(torch.bfloat16))
+    one = _epilogue_backward_names(low, wp[:1].to(torch.bfloat16))
+    assert "NativeBatchNormBackward0" in one and "_FusedEpilogueBackward" not in one
     # the float32 original (contiguous): the exact official path, no fused function
     assert "_FusedEpilogueBackward" not in _epilogue_backward_names(bundle.generator, wp)
     # a channels-last generator being trained (bias needs its gradient): unfused, bias learns

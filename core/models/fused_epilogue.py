@@ -1,4 +1,4 @@
-"""The generator's epilogue tail fused into one autograd function (frozen-weight inversion path).
+"""The generator's epilogue tail fused (frozen-weight inversion path).
 
 Unfused, a StyleGAN epilogue after its convolution is five tensor-sized operations forward and
 more backward: ``+ noise·strength + bias``, LeakyReLU, instance norm, ``· (s0 + 1)``, ``+ s1``.
@@ -7,10 +7,18 @@ bfloat16 inversion step. :func:`fused_epilogue` computes the same function as
 
     h = leaky_relu(x + shift);  y = (h − mean_hw(h)) / sqrt(var_hw(h) + eps) · (s0 + 1) + s1
 
-with the normalisation and the style folded into one per-(sample, channel) gain
-(``y = (h − mean) · gain + s1``), and a hand-derived backward that needs two reductions and
-two elementwise passes. Statistics and arithmetic are float32 (float64 for float64 inputs)
-whatever the input dtype.
+in two ways, both with float32 (float64 for float64 inputs) statistics and arithmetic whatever
+the input dtype:
+
+* one image (an inversion of one photo): for a batch of one, instance norm with a per-channel
+  affine *is* training-mode batch norm, so the tail after the activation is a single
+  ``F.batch_norm`` call with weight ``s0 + 1`` and bias ``s1``: torch's native kernel (two
+  passes forward, two backward, vectorised over channels-last rows) instead of about ten
+  tensor-sized operations each way — 1.3–1.9× faster forward + backward than the
+  hand-derived function below (``benchmarks/fused_epilogue.py``);
+* several images: the normalisation and the style folded into one per-(sample, channel) gain
+  (``y = (h − mean) · gain + s1``) with a hand-derived backward (two reductions, two
+  elementwise passes); per-image batch norms plus a concatenation measured 1.6–3× slower.
 
 Gradients flow to ``x`` and the style ``s`` only: ``shift`` (the fixed noise times its
 strength plus the bias) must be a constant, which holds when the generator is frozen and its
@@ -20,6 +28,7 @@ noise is not re-randomised (an inversion). Training keeps the unfused path.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from idinvert.core.models.layers import LEAKY_SLOPE
 
@@ -80,4 +89,9 @@ def fused_epilogue(
     """
     if shift.requires_grad:
         raise ValueError("fused_epilogue: shift must be a constant (it receives no gradient)")
-    return _FusedEpilogue.apply(x, shift, style, eps)
+    if x.shape[0] != 1:
+        return _FusedEpilogue.apply(x, shift, style, eps)
+    compute = torch.promote_types(torch.promote_types(x.dtype, shift.dtype), torch.float32)
+    h = F.leaky_relu_(torch.add(shift.to(compute), x), LEAKY_SLOPE)  # a fresh sum: in place
+    scale, bias = style.to(compute).view(2, x.shape[1]).unbind(0)
+    return F.batch_norm(h, None, None, scale + 1.0, bias, training=True, momentum=0.0, eps=eps)
