@@ -13,9 +13,9 @@ Two measurements, each alternating the two sides round after round (shared hosts
   bias``, LeakyReLU, ``group_norm`` with one group per channel, ``addcmul`` style) and the
   hand-derived autograd function it ran next for every batch size ("hand-fused"; now only
   for batches of several images, a single image goes through ``F.batch_norm``);
-* whole bf16 inversion steps (batch 1) on ffhq256-sized random weights (as
-  ``benchmarks/inversion.py``) and on the bundled model, with the generator's fused path
-  switched to the other sides'.
+* whole bf16 inversion steps (batch 1, and batch 4 per image) on ffhq256-sized random weights
+  (as ``benchmarks/inversion.py``) and on the bundled model (batch 1), with the generator's
+  fused path switched to the other sides'.
 
 Printed: min and median milliseconds of each side and their ratio.
 """
@@ -64,7 +64,15 @@ SIDES: dict[str, Callable[..., torch.Tensor]] = {
 
 
 def epilogue_alone(rounds: int, repeats: int) -> None:
-    shapes = [(1, 512, 16), (1, 256, 64), (1, 128, 128), (1, 64, 256), (1, 24, 64), (4, 64, 256)]
+    shapes = [
+        (1, 512, 16),
+        (1, 256, 64),
+        (1, 128, 128),
+        (1, 64, 256),
+        (1, 24, 64),
+        (4, 128, 128),
+        (4, 64, 256),
+    ]
     for batch, channels, size in shapes:
         torch.manual_seed(0)
         layout = torch.channels_last
@@ -86,6 +94,8 @@ def main() -> None:
     sides = ab.swap_sides(generator_module, "fused_epilogue", SIDES)
     for bundle, label, multiplier in ab.benchmark_models(args.resolution):
         ab.inversion_steps(bundle, args.rounds, multiplier * args.steps, label, sides)
+        if multiplier == 1:  # the large model also as a batch of 4
+            ab.inversion_steps(bundle, args.rounds, args.steps, label, sides, batch=4)
 
 
 if __name__ == "__main__":

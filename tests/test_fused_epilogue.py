@@ -71,12 +71,33 @@ def test_bfloat16_input_gives_float32_output_and_a_bfloat16_gradient(batch):
 
 def test_one_image_runs_as_a_single_batch_norm_and_several_as_the_hand_fused_function():
     """Batch 1: instance norm + per-channel affine is training-mode batch norm (torch's own
-    kernel forward and backward); batches of several keep the hand-derived function."""
+    kernel forward and backward); batches of several keep the hand-derived function on small
+    maps and run image by image on large ones."""
     shift = torch.zeros(1, 4, 8, 8)
     one = fused_epilogue(torch.randn(1, 4, 8, 8, requires_grad=True), shift, torch.randn(1, 8))
     several = fused_epilogue(torch.randn(3, 4, 8, 8, requires_grad=True), shift, torch.zeros(3, 8))
     assert type(one.grad_fn).__name__ == "NativeBatchNormBackward0"
     assert type(several.grad_fn).__name__ == "_FusedEpilogueBackward"
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_several_images_on_large_maps_go_image_by_image_with_the_official_values(layout):
+    torch.manual_seed(4)
+    size = 128  # the smallest map that takes the per-image path
+    x = (torch.randn(2, 3, size, size) + 0.2).contiguous(memory_format=layout)
+    shift = 0.3 * torch.randn(1, 3, size, size)
+    style = torch.randn(2, 6)
+    dy = torch.randn(2, 3, size, size)
+    a, s = x.clone().requires_grad_(True), style.clone().requires_grad_(True)
+    y = fused_epilogue(a, shift, s)
+    assert type(y.grad_fn).__name__ == "CatBackward0"
+    y.backward(dy)
+    a_ref, s_ref = x.double().requires_grad_(True), style.double().requires_grad_(True)
+    y_ref = official_epilogue_tail(a_ref, shift.double(), s_ref)
+    y_ref.backward(dy.double())
+    torch.testing.assert_close(y.double(), y_ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(a.grad.double(), a_ref.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(s.grad.double(), s_ref.grad, rtol=1e-4, atol=1e-3)
 
 
 def test_a_shift_that_needs_a_gradient_is_refused():

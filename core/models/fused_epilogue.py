@@ -10,15 +10,17 @@ bfloat16 inversion step. :func:`fused_epilogue` computes the same function as
 in two ways, both with float32 (float64 for float64 inputs) statistics and arithmetic whatever
 the input dtype:
 
-* one image (an inversion of one photo): for a batch of one, instance norm with a per-channel
-  affine *is* training-mode batch norm, so the tail after the activation is a single
-  ``F.batch_norm`` call with weight ``s0 + 1`` and bias ``s1``: torch's native kernel (two
-  passes forward, two backward, vectorised over channels-last rows) instead of about ten
-  tensor-sized operations each way — 1.3–1.9× faster forward + backward than the
-  hand-derived function below (``benchmarks/fused_epilogue.py``);
-* several images: the normalisation and the style folded into one per-(sample, channel) gain
-  (``y = (h − mean) · gain + s1``) with a hand-derived backward (two reductions, two
-  elementwise passes); per-image batch norms plus a concatenation measured 1.6–3× slower.
+* per image: for a batch of one, instance norm with a per-channel affine *is* training-mode
+  batch norm, so the tail after the activation is a single ``F.batch_norm`` call with weight
+  ``s0 + 1`` and bias ``s1``: torch's native kernel (two passes forward, two backward,
+  vectorised over channels-last rows) instead of about ten tensor-sized operations each way —
+  1.3–1.9× faster forward + backward than the hand-derived function below
+  (``benchmarks/fused_epilogue.py``). Batches of several images split into single images and
+  concatenate the results (a copy each way) where the maps are large (≥ 128×128);
+* several images on smaller maps: the normalisation and the style folded into one
+  per-(sample, channel) gain (``y = (h − mean) · gain + s1``) with a hand-derived backward
+  (two reductions, two elementwise passes); there the split and the concatenations measured
+  1.6–2.5× slower.
 
 Gradients flow to ``x`` and the style ``s`` only: ``shift`` (the fixed noise times its
 strength plus the bias) must be a constant, which holds when the generator is frozen and its
@@ -31,6 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from idinvert.core.models.layers import LEAKY_SLOPE
+
+#: Feature maps of at least this many pixels take the per-image batch norm also in batches of
+#: several images (measured faster from 128×128 on, slower at 64×64 and below).
+PER_IMAGE_MIN_PIXELS = 128 * 128
 
 
 class _FusedEpilogue(torch.autograd.Function):
@@ -89,9 +95,15 @@ def fused_epilogue(
     """
     if shift.requires_grad:
         raise ValueError("fused_epilogue: shift must be a constant (it receives no gradient)")
-    if x.shape[0] != 1:
+    batch, channels, height, width = x.shape
+    if batch != 1 and height * width < PER_IMAGE_MIN_PIXELS:
         return _FusedEpilogue.apply(x, shift, style, eps)
     compute = torch.promote_types(torch.promote_types(x.dtype, shift.dtype), torch.float32)
-    h = F.leaky_relu_(torch.add(shift.to(compute), x), LEAKY_SLOPE)  # a fresh sum: in place
-    scale, bias = style.to(compute).view(2, x.shape[1]).unbind(0)
-    return F.batch_norm(h, None, None, scale + 1.0, bias, training=True, momentum=0.0, eps=eps)
+    shift = shift.to(compute)
+    images = (x,) if batch == 1 else x.split(1)
+    styles = style.to(compute).view(batch, 2, channels)
+    rows = []
+    for image, (scale, bias) in zip(images, styles, strict=True):
+        h = F.leaky_relu_(torch.add(shift, image), LEAKY_SLOPE)  # a fresh sum: in place
+        rows.append(F.batch_norm(h, None, None, scale + 1.0, bias, True, 0.0, eps))
+    return rows[0] if batch == 1 else torch.cat(rows)
