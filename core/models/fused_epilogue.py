@@ -39,18 +39,23 @@ from idinvert.core.models.layers import LEAKY_SLOPE
 PER_IMAGE_MIN_PIXELS = 128 * 128
 
 
+def _activated(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``leaky_relu(x + shift)`` in float32 (float64 if an input is), as a fresh tensor."""
+    compute = torch.promote_types(torch.promote_types(x.dtype, shift.dtype), torch.float32)
+    return F.leaky_relu_(torch.add(shift.to(compute), x), LEAKY_SLOPE)  # a fresh sum: in place
+
+
 class _FusedEpilogue(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, shift, style, eps):  # type: ignore[override]
         channels = x.shape[1]
         n = x.shape[2] * x.shape[3]
-        compute = torch.promote_types(torch.promote_types(x.dtype, shift.dtype), torch.float32)
-        h = torch.nn.functional.leaky_relu_(torch.add(shift.to(compute), x), LEAKY_SLOPE)
+        h = _activated(x, shift)
         # two-pass statistics (torch.var_mean is several times slower on these layouts)
         mean = h.sum(dim=(2, 3), keepdim=True) / n
         centred = h - mean
         rstd = torch.rsqrt((centred * centred).sum(dim=(2, 3), keepdim=True) / n + eps)
-        s = style.to(compute).view(-1, 2, channels, 1, 1)
+        s = style.to(h.dtype).view(-1, 2, channels, 1, 1)
         gain = rstd * (s[:, 0] + 1.0)
         y = torch.addcmul(s[:, 1], centred, gain)
         ctx.save_for_backward(h, mean, rstd, gain)
@@ -98,12 +103,10 @@ def fused_epilogue(
     batch, channels, height, width = x.shape
     if batch != 1 and height * width < PER_IMAGE_MIN_PIXELS:
         return _FusedEpilogue.apply(x, shift, style, eps)
-    compute = torch.promote_types(torch.promote_types(x.dtype, shift.dtype), torch.float32)
-    shift = shift.to(compute)
     images = (x,) if batch == 1 else x.split(1)
-    styles = style.to(compute).view(batch, 2, channels)
     rows = []
-    for image, (scale, bias) in zip(images, styles, strict=True):
-        h = F.leaky_relu_(torch.add(shift, image), LEAKY_SLOPE)  # a fresh sum: in place
+    for image, (scale, bias) in zip(images, style.view(batch, 2, channels), strict=True):
+        h = _activated(image, shift)
+        scale, bias = scale.to(h.dtype), bias.to(h.dtype)
         rows.append(F.batch_norm(h, None, None, scale + 1.0, bias, True, 0.0, eps))
     return rows[0] if batch == 1 else torch.cat(rows)
